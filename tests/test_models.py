@@ -1,0 +1,124 @@
+"""The CIFAR ResNet family: ResNet-20's exact sizes, OpenLTH init statistics, forward passes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlottery import masks, models
+
+
+@pytest.fixture(scope="module")
+def resnet20():
+    return models.init(jax.random.key(0))
+
+
+def test_resnet20_parameter_counts(resnet20):
+    params = resnet20["params"]
+    assert sum(x.size for x in jax.tree.leaves(params)) == 272_474
+    kept, total = masks.count(masks.ones_like(params))
+    assert total == 270_896 and int(kept) == total
+
+
+def test_resnet20_per_layer_prunable_sizes(resnet20):
+    sizes = masks.layer_sizes(masks.ones_like(resnet20["params"]))
+    expected = {"stem_conv/kernel": 432, "dense/kernel": 640,
+                "stage2_block0/shortcut_conv/kernel": 512,
+                "stage3_block0/shortcut_conv/kernel": 2048,
+                "stage2_block0/conv1/kernel": 4608, "stage3_block0/conv1/kernel": 18432}
+    for b in range(3):
+        for c in (1, 2):
+            expected[f"stage1_block{b}/conv{c}/kernel"] = 2304
+            if (b, c) != (0, 1):
+                expected[f"stage2_block{b}/conv{c}/kernel"] = 9216
+                expected[f"stage3_block{b}/conv{c}/kernel"] = 36864
+    assert sizes == expected
+
+
+def test_kernels_are_untruncated_kaiming_normal(resnet20):
+    params = resnet20["params"]
+    for path, shape in [("stage3_block1/conv1", (3, 3, 64, 64)), ("stem_conv", (3, 3, 3, 16))]:
+        node = params
+        for key in path.split("/"):
+            node = node[key]
+        w = np.asarray(node["kernel"])
+        assert w.shape == shape
+        std = np.sqrt(2.0 / np.prod(shape[:-1]))
+        n = w.size
+        assert abs(w.mean()) < 4 * std / np.sqrt(n)
+        assert w.std() == pytest.approx(std, rel=6 / np.sqrt(n) + 0.02)
+    # Untruncated: about 4.55% of a normal's mass lies beyond 2 std (a truncated normal has none).
+    w = np.asarray(params["stage3_block1"]["conv1"]["kernel"])
+    beyond = np.mean(np.abs(w) > 2 * np.sqrt(2.0 / 576))
+    assert 0.040 < beyond < 0.051
+    dense = np.asarray(params["dense"]["kernel"])
+    assert dense.std() == pytest.approx(np.sqrt(2.0 / 64), rel=0.15)
+
+
+def test_batchnorm_and_bias_init(resnet20):
+    params = resnet20["params"]
+    scales = np.concatenate([np.asarray(x).ravel() for p, x in
+                             jax.tree_util.tree_leaves_with_path(params)
+                             if masks.path_str(p).endswith("scale")])
+    # stem 16 + stage1 6 x 16 + stage2 6 x 32 + 32 (shortcut) + stage3 6 x 64 + 64 (shortcut)
+    assert scales.size == 784
+    assert np.all(scales >= 0) and np.all(scales < 1)
+    assert scales.mean() == pytest.approx(0.5, abs=0.05)
+    bn_biases = [np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(params)
+                 if "bn" in masks.path_str(p) and masks.path_str(p).endswith("bias")]
+    assert all(np.all(b == 0) for b in bn_biases)
+    bias = np.asarray(params["dense"]["bias"])
+    assert bias.shape == (10,) and np.all(np.abs(bias) < 1 / 8) and np.any(bias != 0)
+    stats = resnet20["batch_stats"]
+    assert np.all(np.asarray(stats["stem_bn"]["mean"]) == 0)
+    assert np.all(np.asarray(stats["stem_bn"]["var"]) == 1)
+
+
+def test_resnet20_forward_shapes_and_train_mode_updates_stats(resnet20):
+    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    logits = models.apply(resnet20, x)
+    assert logits.shape == (4, 10) and bool(jnp.all(jnp.isfinite(logits)))
+    logits, stats = models.apply(resnet20, x, train=True)
+    assert logits.shape == (4, 10)
+    old, new = resnet20["batch_stats"]["stem_bn"]["mean"], stats["stem_bn"]["mean"]
+    # Flax momentum 0.9: new running mean = 0.9 * old + 0.1 * batch mean.
+    assert not np.allclose(old, new)
+    assert jax.tree.structure(stats) == jax.tree.structure(resnet20["batch_stats"])
+
+
+def test_batchnorm_running_average_momentum():
+    v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(8, 8, 3))
+    x = jax.random.normal(jax.random.key(1), (16, 8, 8, 3)) * 2.0 + 3.0
+    _, stats = models.apply(v, x, depth=8, width=4, train=True)
+    w = np.asarray(v["params"]["stem_conv"]["kernel"])
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(stats["stem_bn"]["mean"], 0.1 * np.asarray(y).mean(axis=(0, 1, 2)),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth,width,classes,shape", [(8, 4, 10, (32, 32, 3)),
+                                                        (14, 8, 100, (28, 28, 1))])
+def test_small_family_members(depth, width, classes, shape):
+    v = models.init(jax.random.key(0), depth=depth, width=width, num_classes=classes,
+                    image_shape=shape)
+    out = models.apply(v, jnp.zeros((2, *shape)), depth=depth, width=width, num_classes=classes)
+    assert out.shape == (2, classes)
+    blocks = [k for k in v["params"] if k.startswith("stage")]
+    assert len(blocks) == 3 * (depth - 2) // 6
+    assert v["params"]["stage3_block0"]["conv2"]["kernel"].shape == (3, 3, 4 * width, 4 * width)
+
+
+@pytest.mark.parametrize("depth", [7, 9, 2, 0])
+def test_bad_depth_is_rejected(depth):
+    with pytest.raises(ValueError, match="depth"):
+        models.init(jax.random.key(0), depth=depth)
+
+
+def test_same_key_same_init_different_key_different():
+    a = models.init(jax.random.key(3), depth=8, width=4)
+    b = models.init(jax.random.key(3), depth=8, width=4)
+    c = models.init(jax.random.key(4), depth=8, width=4)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a["params"]["stem_conv"]["kernel"], c["params"]["stem_conv"]["kernel"])
