@@ -1,0 +1,159 @@
+"""The sibling axis: k networks (siblings, or masks to retrain) trained as one stack.
+
+A stack is any pytree whose leaves carry a leading axis k: `TrainState`s, masks, data keys,
+metrics. `train` runs a stack through the recipe with one of three strategies:
+
+- `vmap`: one compiled step over all k members (convolutions become grouped convolutions).
+- `loop`: one compiled step that contains k copies of the single-network step.
+- `separate`: one compiled single-network step, dispatched k times per iteration.
+
+Measured on a 2-core CPU (BUILD_NOTES.md): vmap over conv kernels is about 5x slower there,
+so `loop` is the CPU default; `vmap` is the default on GPU and TPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlottery import data as data_lib
+from jaxlottery import masks as masks_lib
+from jaxlottery import train as train_lib
+from jaxlottery.train import Recipe, TrainState
+
+STRATEGIES = ("vmap", "loop", "separate")
+
+stack = masks_lib.stack
+unstack = masks_lib.unstack
+
+
+def default_strategy(backend: str | None = None) -> str:
+    """`loop` on CPU (grouped convolutions are slow there), `vmap` on GPU/TPU."""
+    return "loop" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
+def index(tree: Any, i: int) -> Any:
+    """Member i of a stack."""
+    return jax.tree.map(lambda x: None if x is None else x[i], tree, is_leaf=masks_lib.is_none)
+
+
+def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
+    """k identical copies of a network (weights and BN statistics) at iteration `step`, each
+    with fresh momentum: the sibling stack of the protocol."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    state = train_lib.init_state(variables, recipe, step)
+    return jax.tree.map(lambda x: jnp.repeat(x[None], k, axis=0), state)
+
+
+def size(states: TrainState) -> int:
+    return int(states.step.shape[0])
+
+
+@functools.lru_cache(maxsize=None)
+def step_fn(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
+            masked: bool) -> Callable:
+    """(states, masks, keys, perms, data) -> (states, metrics) for a stack of k members."""
+    single = functools.partial(train_lib.train_step, model=model, recipe=recipe, batch=batch)
+    if strategy == "vmap":
+        return jax.jit(jax.vmap(single, in_axes=(0, 0 if masked else None, 0, 0, None)))
+    if strategy == "loop":
+        def looped(states, ms, keys, perms, data):
+            outs = [single(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
+                           data) for i in range(k)]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        return jax.jit(looped)
+    if strategy == "separate":
+        jitted = jax.jit(single)
+
+        def separate(states, ms, keys, perms, data):
+            outs = [jitted(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
+                           data) for i in range(k)]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        return separate
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def permutations(keys: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+    """Each member's data order for `epoch`: (k, n) int32."""
+    return jax.vmap(train_lib.epoch_permutation, in_axes=(0, None, None))(keys, epoch, n)
+
+
+def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model: nn.Module,
+          recipe: Recipe, *, until: int, ms: Any = None, strategy: str | None = None,
+          evaluate: bool = True, progress: bool | str = False,
+          on_epoch: Callable[[int, TrainState, dict], None] | None = None,
+          ) -> tuple[TrainState, list[dict]]:
+    """Train a stack from its current iteration to iteration `until`.
+
+    `keys` holds one data key per member; `ms` is a stack of masks (or None: dense). Metrics
+    stay on the device during an epoch and are read once at its end, when the history gets a
+    record (per-member train loss/accuracy, test accuracy if `evaluate`) and `on_epoch(epoch,
+    states, record)` runs (checkpointing hooks in here). A non-finite loss raises.
+    """
+    strategy = strategy or default_strategy()
+    k = size(states)
+    if keys.shape[:1] != (k,):
+        raise ValueError(f"need one data key per member: {k} members, keys of shape {keys.shape}")
+    if ms is not None and masks_lib.stack_size(ms) != k:
+        raise ValueError(f"need one mask per member: {k} members, {masks_lib.stack_size(ms)} masks")
+    steps = np.asarray(states.step)
+    if not np.all(steps == steps[0]):
+        raise ValueError(f"all members must be at the same iteration, got {steps.tolist()}")
+    n = data.x_train.shape[0]
+    spe = recipe.steps_per_epoch(n)
+    step, history = int(steps[0]), []
+    bar = _progress_bar(progress, until - step, k)
+    while step < until:
+        epoch = step // spe
+        perms = permutations(keys, jnp.asarray(epoch, jnp.int32), n)
+        sums, t0 = None, time.perf_counter()
+        end = min(until, (epoch + 1) * spe)
+        for s in range(step, end):
+            batch = min(recipe.batch_size, n - (s % spe) * recipe.batch_size)
+            fn = step_fn(strategy, k, model, recipe, batch, ms is not None)
+            states, metrics = fn(states, ms, keys, perms, data)
+            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+            if bar is not None:
+                bar.update(1)
+        sums = jax.device_get(sums)  # the one host sync of the epoch
+        train_lib.check_finite(sums, f"epoch {epoch + 1} (iterations {step}-{end})")
+        record = {"epoch": epoch + 1, "step": end, "complete_epoch": end % spe == 0,
+                  "train_loss": (sums["loss"] / sums["count"]).tolist(),
+                  "train_accuracy": (sums["correct"] / sums["count"]).tolist(),
+                  "seconds": time.perf_counter() - t0}
+        if evaluate:
+            record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(states, data, model)]
+        history.append(record)
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(record['train_loss']):.3f}",
+                            test_acc=f"{np.mean(record.get('test_accuracy', [np.nan])):.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, states, record)
+        step = end
+    if bar is not None:
+        bar.close()
+    return states, history
+
+
+def evaluate_stack(states: TrainState, data: data_lib.DeviceData, model: nn.Module,
+                   batch: int = 1000) -> list[dict[str, float]]:
+    """Test loss and accuracy of every member."""
+    return [train_lib.evaluate(train_lib.variables(index(states, i)), data, model, batch)
+            for i in range(size(states))]
+
+
+def _progress_bar(progress: bool | str, total: int, k: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    desc = progress if isinstance(progress, str) else "train"
+    return tqdm(total=total, desc=f"{desc} (k={k})", unit="it", dynamic_ncols=True)

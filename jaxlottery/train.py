@@ -1,0 +1,186 @@
+"""The training recipe (OpenLTH `cifar_resnet_20`), a masked SGD step, epochs and evaluation.
+
+Every network, whether one dense network or a stack of k siblings or k masks to retrain, is
+trained by the same code: `train` runs a stack of `TrainState`s (leading axis k, k = 1 for one
+network) with one mask per member (or none), each with its own data key. How the k members are
+computed together (vmap, a loop inside one jit, or one jit per member) is the `strategy` of
+`jaxlottery.siblings`.
+
+Randomness of a member comes only from its data key (`fold_in` names):
+- data order of epoch e: `fold_in(fold_in(key, DATA_ORDER), e)`
+- augmentation at global iteration s: `fold_in(fold_in(key, AUGMENT), s)`
+so member i of a k-member run sees exactly what a 1-member run with the same key sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlottery import data as data_lib
+from jaxlottery import masks as masks_lib
+
+DATA_ORDER = 0  # fold_in tag: per-epoch permutation
+AUGMENT = 1  # fold_in tag: per-iteration flips and crops
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """SGD recipe. Defaults: OpenLTH's cifar_resnet_20 (160 epochs, drops at 80 and 120).
+
+    Weight decay is added to the gradient of every parameter (BN and biases too) before
+    momentum, and momentum is PyTorch's (buf = momentum * buf + g; p -= lr * buf).
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    epochs: int = 160
+    lr_drop_epochs: tuple[int, ...] = (80, 120)
+    lr_drop_factor: float = 0.1
+    augment: bool = True
+
+    def __post_init__(self):
+        for name in ("lr", "batch_size", "epochs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Iterations per epoch: the last batch is partial (391 for CIFAR-10 at 128, last 80)."""
+        return -(-n_train // self.batch_size)
+
+    def total_steps(self, n_train: int) -> int:
+        return self.epochs * self.steps_per_epoch(n_train)
+
+    def lr_boundaries(self, n_train: int) -> tuple[int, ...]:
+        """Iterations at which the learning rate drops (31,280 and 46,920 for CIFAR-10)."""
+        return tuple(e * self.steps_per_epoch(n_train) for e in self.lr_drop_epochs)
+
+    def learning_rate(self, step: jax.Array, n_train: int) -> jax.Array:
+        """Piecewise-constant learning rate at iteration `step` (0-based)."""
+        drops = sum(jnp.asarray(step >= b, jnp.int32) for b in self.lr_boundaries(n_train))
+        return self.lr * jnp.asarray(self.lr_drop_factor, jnp.float32) ** drops
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training; `step` is the global iteration count."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def optimizer(recipe: Recipe) -> optax.GradientTransformation:
+    """Weight decay, then momentum; the learning rate is applied by the step from `step`."""
+    return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
+                       optax.trace(decay=recipe.momentum, nesterov=recipe.nesterov))
+
+
+def init_state(variables: dict, recipe: Recipe, step: int = 0) -> TrainState:
+    """A state at iteration `step` with fresh (zero) momentum: spawning and rewinding."""
+    params = variables["params"]
+    return TrainState(params, variables["batch_stats"], optimizer(recipe).init(params),
+                      jnp.asarray(step, jnp.int32))
+
+
+def variables(state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(state: TrainState, mask: Any, key: jax.Array, perm: jax.Array,
+               data: data_lib.DeviceData, *, model: nn.Module, recipe: Recipe,
+               batch: int) -> tuple[TrainState, dict]:
+    """One SGD iteration of one network on the batch `perm[pos * B : pos * B + batch]`.
+
+    `mask` (or None for dense training) zeroes gradients and weights of pruned entries, so
+    pruned weights stay exactly 0.0 through momentum and weight decay. Returns summed metrics.
+    """
+    n = data.x_train.shape[0]
+    spe = recipe.steps_per_epoch(n)
+    start = (state.step % spe) * recipe.batch_size
+    idx = jax.lax.dynamic_slice(perm, (start,), (batch,))
+    images, labels = data.x_train[idx], data.y_train[idx]
+    if recipe.augment:
+        images = data_lib.augment(jax.random.fold_in(jax.random.fold_in(key, AUGMENT), state.step),
+                                  images)
+    x = data_lib.normalize(images, data.mean, data.std)
+
+    def loss_fn(params):
+        logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                      train=True, mutable=["batch_stats"])
+        return jnp.mean(cross_entropy(logits, labels)), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if mask is not None:
+        grads = masks_lib.apply(grads, mask)
+    updates, opt_state = optimizer(recipe).update(grads, state.opt_state, state.params)
+    lr = recipe.learning_rate(state.step, n)
+    params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
+    if mask is not None:
+        params = masks_lib.apply(params, mask)
+    metrics = {"loss": loss * batch, "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
+               "count": jnp.asarray(batch, jnp.int32)}
+    return TrainState(params, batch_stats, opt_state, state.step + 1), metrics
+
+
+def epoch_permutation(key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+    """The data order of `epoch` for the member with data key `key`."""
+    return data_lib.epoch_permutation(
+        jax.random.fold_in(jax.random.fold_in(key, DATA_ORDER), epoch), n)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch"))
+def eval_batch(variables: dict, data: data_lib.DeviceData, start: jax.Array, *,
+               model: nn.Module, batch: int) -> tuple[jax.Array, jax.Array]:
+    """Summed test loss and correct predictions over `batch` test images from `start`
+    (rows past the end of the test set are masked out)."""
+    n = data.x_test.shape[0]
+    idx = start + jnp.arange(batch)
+    valid = idx < n
+    idx = jnp.minimum(idx, n - 1)
+    logits = model.apply(variables, data_lib.normalize(data.x_test[idx], data.mean, data.std),
+                         train=False)
+    labels = data.y_test[idx]
+    loss = jnp.sum(jnp.where(valid, cross_entropy(logits, labels), 0.0))
+    correct = jnp.sum(jnp.where(valid, jnp.argmax(logits, -1) == labels, False))
+    return loss, correct
+
+
+def evaluate(variables: dict, data: data_lib.DeviceData, model: nn.Module,
+             batch: int = 1000) -> dict[str, float]:
+    """Test loss and accuracy of one network; one host read at the end."""
+    n = data.x_test.shape[0]
+    batch = min(batch, n)
+    loss, correct = 0.0, 0
+    for start in range(0, n, batch):
+        l, c = eval_batch(variables, data, jnp.asarray(start, jnp.int32), model=model, batch=batch)
+        loss, correct = loss + l, correct + c
+    return {"loss": float(loss) / n, "accuracy": float(correct) / n}
+
+
+def check_finite(metrics: dict, what: str) -> None:
+    """Stop loudly when a loss went NaN or Inf."""
+    loss = np.asarray(metrics["loss"])
+    if not np.all(np.isfinite(loss)):
+        bad = np.flatnonzero(~np.isfinite(np.atleast_1d(loss))).tolist()
+        raise FloatingPointError(f"non-finite training loss in {what} (members {bad})")
+

@@ -1,0 +1,65 @@
+"""k siblings in one program == k separate runs, for every strategy."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlottery import data, masks, models, siblings
+from jaxlottery.train import Recipe
+
+ARCH = dict(depth=8, width=4)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    d = data.to_device(data.synthetic(num_train=96, num_test=32, image_shape=(16, 16, 3), seed=3))
+    v = models.init(jax.random.key(0), **ARCH, image_shape=(16, 16, 3))
+    r = Recipe(batch_size=32, epochs=2, lr_drop_epochs=(1,))
+    keys = jax.random.split(jax.random.key(11), 3)
+    ms = masks.stack([masks.magnitude_prune(v["params"], d_) for d_ in (0.3, 0.5, 0.8)])
+    return d, v, r, keys, ms
+
+
+@pytest.fixture(scope="module")
+def separate_runs(setup):
+    """Each member trained alone, as a 1-member stack with its own key and mask."""
+    d, v, r, keys, ms = setup
+    outs = []
+    for i in range(3):
+        s, h = siblings.train(siblings.spawn(v, 1, r), keys[i:i + 1], d, models.resnet(**ARCH), r,
+                              until=4, ms=masks.stack([siblings.index(ms, i)]), strategy="separate",
+                              evaluate=False)
+        outs.append((siblings.index(s, 0), h))
+    return outs
+
+
+@pytest.mark.parametrize("strategy", siblings.STRATEGIES)
+def test_sibling_i_equals_a_single_run_with_key_i(setup, separate_runs, strategy):
+    d, v, r, keys, ms = setup
+    states, hist = siblings.train(siblings.spawn(v, 3, r), keys, d, models.resnet(**ARCH), r,
+                                  until=4, ms=ms, strategy=strategy, evaluate=False)
+    tol = dict(rtol=2e-4, atol=2e-5) if strategy == "vmap" else dict(rtol=1e-6, atol=1e-7)
+    for i, (single, h) in enumerate(separate_runs):
+        member = siblings.index(states, i)
+        for a, b in zip(jax.tree.leaves(member), jax.tree.leaves(single)):  # BN stats included
+            np.testing.assert_allclose(a, b, **tol)
+        np.testing.assert_allclose(hist[-1]["train_loss"][i], h[-1]["train_loss"][0], **tol)
+    # Siblings with different keys really differ.
+    assert not np.allclose(states.params["dense"]["kernel"][0], states.params["dense"]["kernel"][1])
+
+
+def test_default_strategy_per_backend():
+    assert siblings.default_strategy("cpu") == "loop"
+    assert siblings.default_strategy("gpu") == "vmap"
+    assert siblings.default_strategy("tpu") == "vmap"
+
+
+def test_bad_arguments(setup):
+    d, v, r, keys, ms = setup
+    with pytest.raises(ValueError, match="k must be"):
+        siblings.spawn(v, 0, r)
+    with pytest.raises(ValueError, match="one data key per member"):
+        siblings.train(siblings.spawn(v, 2, r), keys, d, models.resnet(**ARCH), r, until=1)
+    with pytest.raises(ValueError, match="strategy"):
+        siblings.train(siblings.spawn(v, 3, r), keys, d, models.resnet(**ARCH), r, until=1,
+                       strategy="pmap")
