@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import tempfile
 import zipfile
 from typing import NamedTuple, Sequence
@@ -69,12 +70,149 @@ class DataFormatError(ValueError):
 
 
 def load(source: str, data_dir: str | None = None, *, download: bool = True) -> Dataset:
-    """Load `"synthetic"`, a `.npz` path, or else a TFDS dataset name (see the module docstring)."""
+    """Load `"synthetic"`, a `.npz` path, or else a TFDS dataset name (see the module docstring).
+
+    CIFAR-10/100 that TFDS has not prepared in `data_dir` come from the official archive
+    (`load_cifar`), which needs no TensorFlow.
+    """
     if source == "synthetic":
         return synthetic()
     if source.endswith(".npz"):
         return load_npz(source)
+    if source in CIFAR_ARCHIVES and not _tfds_prepared(source, data_dir):
+        return load_cifar(source, data_dir, download)
     return load_tfds(source, data_dir, download)
+
+
+# The official python-pickle archives and their MD5 sums (the ones torchvision checks too).
+CIFAR_ARCHIVES = {
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a"),
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                 "eb9058c3a382ffc7106e4002c42a8d85"),
+}
+
+
+def default_data_dir(data_dir: str | None = None) -> str:
+    """`data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's own default)."""
+    return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR")
+                              or "~/tensorflow_datasets")
+
+
+def load_cifar(name: str, data_dir: str | None = None, download: bool = True) -> Dataset:
+    """CIFAR-10 or CIFAR-100 from the official archive, without TensorFlow.
+
+    Looks for `<data_dir>/jaxlottery/<name>.npz` (made by an earlier call), else for the
+    archive in `<data_dir>` (downloaded here if `download`, or put there by hand), checks its
+    MD5, converts it to that .npz once and loads it.
+    """
+    url, md5 = CIFAR_ARCHIVES[name]
+    root = default_data_dir(data_dir)
+    cached = os.path.join(root, "jaxlottery", f"{name}.npz")
+    if os.path.isfile(cached):
+        return dataclasses.replace(load_npz(cached), name=name)
+    archive = os.path.join(root, os.path.basename(url))
+    if not os.path.isfile(archive):
+        if not download:
+            raise _cifar_unavailable(name, archive, "the archive is not there and download=False")
+        os.makedirs(root, exist_ok=True)
+        try:
+            _download(url, archive)
+        except Exception as e:  # no network, proxy, disk: all mean "cannot fetch it"
+            raise _cifar_unavailable(name, archive, f"download failed: {type(e).__name__}: {e}")
+    if _md5(archive) != md5:
+        raise DataFormatError(f"{archive}: MD5 {_md5(archive)} is not that of the official "
+                              f"{name} archive ({md5}); delete it and try again")
+    ds = _read_cifar_archive(name, archive)
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    save_npz(cached, ds)
+    return ds
+
+
+def _download(url: str, path: str) -> None:
+    """Fetch `url` to `path` atomically (a cut download leaves no file)."""
+    import urllib.request
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _md5(path: str) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR batches (dicts of numpy arrays, lists and bytes) and nothing else."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def _read_cifar_archive(name: str, archive: str) -> Dataset:
+    """Parse the python-version CIFAR tarball into uint8 NHWC arrays."""
+    import tarfile
+
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    train_parts = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                   "data_batch_5") if name == "cifar10" else ("train",)
+    test_parts = ("test_batch",) if name == "cifar10" else ("test",)
+    batches = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            base = os.path.basename(member.name)
+            if member.isfile() and base in train_parts + test_parts:
+                batches[base] = _ArrayUnpickler(tar.extractfile(member), encoding="bytes").load()
+    missing = [p for p in train_parts + test_parts if p not in batches]
+    if missing:
+        raise DataFormatError(f"{archive}: missing batches {missing}")
+
+    def split(parts):
+        x = np.concatenate([np.asarray(batches[p][b"data"], np.uint8) for p in parts])
+        y = np.concatenate([np.asarray(batches[p][label_key], np.int32) for p in parts])
+        return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
+
+    (x_train, y_train), (x_test, y_test) = split(train_parts), split(test_parts)
+    mean, std = normalization(name, x_train)
+    return Dataset(name, x_train, y_train, x_test, y_test, 10 if name == "cifar10" else 100,
+                   mean, std)
+
+
+def _cifar_unavailable(name: str, archive: str, reason: str) -> DatasetUnavailableError:
+    url, _ = CIFAR_ARCHIVES[name]
+    return DatasetUnavailableError(
+        f"{name} is not available: {reason}.\n"
+        f"To get it, download {url} on a machine with network access and put it at {archive}\n"
+        f"(or pass its folder as --data_dir), or pass an .npz file (see jaxlottery.data.save_npz)."
+    )
+
+
+def _tfds_prepared(name: str, data_dir: str | None) -> bool:
+    """Whether TFDS has `name` prepared in `data_dir` (False where tfds is not installed)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        return False
+    return tfds.builder(name, data_dir=data_dir).is_prepared()
 
 
 def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> Dataset:
@@ -87,7 +225,13 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
     """
     import tensorflow_datasets as tfds  # lazy: the npz and synthetic paths must not need it
 
-    builder = tfds.builder(name, data_dir=data_dir)  # file_format here rejects tfrecord dirs
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)  # file_format here rejects tfrecord dirs
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetUnavailableError(
+            f"unknown dataset {name!r}: not 'synthetic', not a path ending in .npz, and not a "
+            "TensorFlow Datasets name (e.g. cifar10, cifar100, mnist, fashion_mnist, svhn_cropped)"
+        ) from None
     where = os.fspath(builder.data_dir)
     if not builder.is_prepared():
         if not download:

@@ -98,7 +98,7 @@ def stack(ms: Sequence[Mask]) -> Mask:
 
 def unstack(m: Mask) -> list[Mask]:
     """Split a stack into a list of single masks (or params)."""
-    k = _stack_size(m)
+    k = stack_size(m)
     return [jax.tree.map(lambda x, i=i: None if x is None else x[i], m, is_leaf=is_none)
             for i in range(k)]
 
@@ -153,7 +153,7 @@ def intersection(ms: Sequence[Mask] | Mask) -> Mask:
 def vote(ms: Sequence[Mask] | Mask, at_least: int) -> Mask:
     """Kept in at least `at_least` of the k members (1 = union, k = intersection)."""
     s = _as_stack(ms)
-    _check_at_least(at_least, _stack_size(s))
+    _check_at_least(at_least, stack_size(s))
     return _reduce(s, lambda x: jnp.sum(x, axis=0, dtype=jnp.int32) >= at_least)
 
 
@@ -297,7 +297,7 @@ def compose(params_stack: Params | Sequence[Params], density: Density,
     """
     _check_fraction(density, "density")
     s = _as_stack(params_stack)
-    k = _stack_size(s)
+    k = stack_size(s)
     if isinstance(how, str) and how not in ("union", "intersection"):
         raise ValueError(f"how must be 'union', 'intersection' or an int m, got {how!r}")
     m = {"union": 1, "intersection": k}.get(how, how)
@@ -475,7 +475,7 @@ def _inter_union(a: Mask, b: Mask, stacked: bool):
 
 def _pairwise_counts(s: Mask):
     """Per leaf: k x k intersection counts and k kept counts (float32: exact below 2^24)."""
-    k = _stack_size(s)
+    k = stack_size(s)
     inter, sizes = {}, {}
     for p, x in _prunable_items(s):
         f = x.reshape(k, -1).astype(jnp.float32)
@@ -503,11 +503,12 @@ def _as_stack(ms) -> Mask:
     """A list/tuple of masks is stacked; anything else must already be a stack."""
     if isinstance(ms, (list, tuple)):
         return stack(ms)
-    _stack_size(ms)
+    stack_size(ms)
     return ms
 
 
-def _stack_size(s) -> int:
+def stack_size(s) -> int:
+    """k, the common leading axis of a stack's array leaves (ValueError if there is none)."""
     leaves = [x for x in jax.tree.leaves(s) if x is not None]
     if not leaves:
         raise ValueError("expected a stack with at least one array leaf")

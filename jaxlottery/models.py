@@ -12,6 +12,7 @@ Parameters are plain nested dicts; conv and dense weights are named `kernel`, wh
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -110,9 +111,15 @@ def resnet(depth: int = 20, width: int = 16, num_classes: int = 10, **kw: Any) -
 def init(key: jax.Array, depth: int = 20, width: int = 16, num_classes: int = 10,
          image_shape: tuple[int, int, int] = (32, 32, 3)) -> dict[str, Any]:
     """Initialize a member of the family: `{"params": ..., "batch_stats": ...}` as plain dicts."""
-    model = resnet(depth, width, num_classes)
-    variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, *image_shape)), train=False))(key)
+    variables = _init_fn(depth, width, num_classes, tuple(image_shape))(key)
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fn(depth: int, width: int, num_classes: int, image_shape: tuple[int, int, int]):
+    """One compiled initializer per architecture and image shape."""
+    model = resnet(depth, width, num_classes)
+    return jax.jit(lambda k: model.init(k, jnp.zeros((1, *image_shape)), train=False))
 
 
 def apply(variables: dict[str, Any], images: jax.Array, *, depth: int = 20, width: int = 16,

@@ -7,8 +7,9 @@ metrics. `train` runs a stack through the recipe with one of three strategies:
 - `loop`: one compiled step that contains k copies of the single-network step.
 - `separate`: one compiled single-network step, dispatched k times per iteration.
 
-Measured on a 2-core CPU (BUILD_NOTES.md): vmap over conv kernels is about 5x slower there,
-so `loop` is the CPU default; `vmap` is the default on GPU and TPU.
+Measured on a 2-core CPU (BUILD_NOTES.md): vmap over 10 siblings' conv kernels ran at 0.16x
+the throughput of one network, a loop at 1.05x, so `loop` is the CPU default; `vmap` is the
+default on GPU and TPU (unmeasured here: no GPU was lent yet).
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ unstack = masks_lib.unstack
 def default_strategy(backend: str | None = None) -> str:
     """`loop` on CPU (grouped convolutions are slow there), `vmap` on GPU/TPU."""
     return "loop" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
+def strategy_note(strategy: str | None = None) -> str:
+    """One line saying which strategy runs and why, for logs and progress output."""
+    backend = jax.default_backend()
+    if strategy is not None:
+        return f"sibling strategy: {strategy} (chosen by the caller; backend {backend})"
+    why = ("vmap over conv kernels measured 6x slower than a loop on XLA:CPU"
+           if backend == "cpu" else "one batched program per step; see BUILD_NOTES.md")
+    return f"sibling strategy: {default_strategy(backend)} (default on {backend}: {why})"
 
 
 def index(tree: Any, i: int) -> Any:
@@ -88,16 +99,20 @@ def permutations(keys: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
 
 def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model: nn.Module,
           recipe: Recipe, *, until: int, ms: Any = None, strategy: str | None = None,
-          evaluate: bool = True, progress: bool | str = False,
+          evaluate: bool = True, progress: Any = False,
           on_epoch: Callable[[int, TrainState, dict], None] | None = None,
           ) -> tuple[TrainState, list[dict]]:
     """Train a stack from its current iteration to iteration `until`.
 
-    `keys` holds one data key per member; `ms` is a stack of masks (or None: dense). Metrics
+    `keys` holds one data key per member; `ms` is a stack of masks (or None: dense), applied
+    to the starting weights too. `progress`: False, True, a description, or a tqdm bar to
+    advance (a stage's single bar across several calls). Metrics
     stay on the device during an epoch and are read once at its end, when the history gets a
     record (per-member train loss/accuracy, test accuracy if `evaluate`) and `on_epoch(epoch,
     states, record)` runs (checkpointing hooks in here). A non-finite loss raises.
     """
+    if progress is True or isinstance(progress, str):
+        print(strategy_note(strategy), flush=True)
     strategy = strategy or default_strategy()
     k = size(states)
     if keys.shape[:1] != (k,):
@@ -107,6 +122,8 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     steps = np.asarray(states.step)
     if not np.all(steps == steps[0]):
         raise ValueError(f"all members must be at the same iteration, got {steps.tolist()}")
+    if ms is not None:  # a rewound network starts pruned, not only after its first update
+        states = states._replace(params=masks_lib.apply(states.params, ms))
     n = data.x_train.shape[0]
     spe = recipe.steps_per_epoch(n)
     step, history = int(steps[0]), []
@@ -133,12 +150,14 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
             record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(states, data, model)]
         history.append(record)
         if bar is not None:
-            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(record['train_loss']):.3f}",
-                            test_acc=f"{np.mean(record.get('test_accuracy', [np.nan])):.3f}")
+            postfix = {"epoch": epoch + 1, "loss": f"{np.mean(record['train_loss']):.3f}"}
+            if evaluate:
+                postfix["test_acc"] = f"{np.mean(record['test_accuracy']):.3f}"
+            bar.set_postfix(postfix)
         if on_epoch is not None:
             on_epoch(epoch, states, record)
         step = end
-    if bar is not None:
+    if bar is not None and bar is not progress:
         bar.close()
     return states, history
 
@@ -150,9 +169,12 @@ def evaluate_stack(states: TrainState, data: data_lib.DeviceData, model: nn.Modu
             for i in range(size(states))]
 
 
-def _progress_bar(progress: bool | str, total: int, k: int):
+def _progress_bar(progress: Any, total: int, k: int):
+    """None, a new tqdm bar (progress True or a description), or the caller's own bar."""
     if not progress:
         return None
+    if hasattr(progress, "update"):
+        return progress
     from tqdm.auto import tqdm
 
     desc = progress if isinstance(progress, str) else "train"

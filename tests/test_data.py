@@ -64,7 +64,7 @@ class JaxlotteryTinyImages(tfds.core.GeneratorBasedBuilder):
 def test_load_tfds_mocked(tmp_path, name, shape):
     # USE_CODE: fake examples from the builder's feature spec, no metadata files, no network.
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
-        ds = data.load(name, str(tmp_path))
+        ds = data.load_tfds(name, str(tmp_path))
     assert ds.name == name and not ds.synthetic
     assert ds.image_shape == shape
     for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
@@ -113,7 +113,7 @@ def test_load_tfds_tfrecord_dir_is_unavailable(tmp_path):
 
 def test_missing_dataset_without_download(tmp_path):
     with pytest.raises(data.DatasetUnavailableError) as err:
-        data.load("cifar10", str(tmp_path), download=False)
+        data.load("mnist", str(tmp_path), download=False)
     message = str(err.value)
     assert "download=False" in message and str(tmp_path) in message
     assert "data_dir" in message and ".npz" in message and "tensorflow" in message
@@ -349,3 +349,86 @@ def test_epoch_permutation():
     assert sorted(perm.tolist()) == list(range(100))
     np.testing.assert_array_equal(perm, data.epoch_permutation(jax.random.key(0), 100))
     assert not np.array_equal(perm, data.epoch_permutation(jax.random.key(1), 100))
+
+
+# ----------------------------------------------------------------------------- CIFAR archive
+
+
+def _fake_cifar10_archive(path, n_per_batch=4):
+    """A tarball laid out like cifar-10-python.tar.gz: pickled dicts of (n, 3072) uint8 rows."""
+    import pickle
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    parts = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            x = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
+            y = [int(v) for v in rng.integers(0, 10, size=n_per_batch)]
+            parts[name] = (x, y)
+            payload = pickle.dumps({b"batch_label": b"x", b"labels": y, b"data": x}, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return parts
+
+
+def test_cifar10_from_the_official_archive_layout(tmp_path, monkeypatch):
+    served = tmp_path / "served" / "cifar-10-python.tar.gz"
+    served.parent.mkdir()
+    parts = _fake_cifar10_archive(served)
+    md5 = data._md5(str(served))
+    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", (served.as_uri(), md5))
+    root = tmp_path / "data"
+    ds = data.load("cifar10", str(root))
+    assert ds.name == "cifar10" and ds.num_classes == 10 and not ds.synthetic
+    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (4, 32, 32, 3)
+    x, y = parts["data_batch_2"]
+    # Row layout: 1024 red, then green, then blue values, each row-major: NCHW -> NHWC.
+    np.testing.assert_array_equal(ds.x_train[4:8], x.reshape(4, 3, 32, 32).transpose(0, 2, 3, 1))
+    assert ds.y_train[4:8].tolist() == y
+    assert ds.mean == data.IMAGENET_MEAN
+    # Converted once: later loads read the cached .npz, even without the archive.
+    (root / "cifar-10-python.tar.gz").unlink()
+    again = data.load("cifar10", str(root), download=False)
+    np.testing.assert_array_equal(again.x_test, ds.x_test)
+    assert again.name == "cifar10"
+
+
+def test_cifar10_archive_put_by_hand_and_checksum(tmp_path, monkeypatch):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    _fake_cifar10_archive(archive)
+    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
+                                                         "0" * 32))
+    with pytest.raises(data.DataFormatError, match="MD5"):
+        data.load("cifar10", str(tmp_path), download=False)
+    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
+                                                         data._md5(str(archive))))
+    assert data.load("cifar10", str(tmp_path), download=False).x_train.shape[0] == 20
+
+
+def test_cifar10_unavailable_offline(tmp_path, monkeypatch):
+    with pytest.raises(data.DatasetUnavailableError, match="cifar-10-python.tar.gz"):
+        data.load("cifar10", str(tmp_path), download=False)
+
+    def no_network(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    with pytest.raises(data.DatasetUnavailableError, match="download failed"):
+        data.load("cifar10", str(tmp_path))
+    assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cifar_archive_refuses_foreign_pickles(tmp_path):
+    import pickle
+    import tarfile
+
+    archive = tmp_path / "evil.tar.gz"
+    payload = pickle.dumps({b"data": os.getcwd}, protocol=2)  # a callable, not an array
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(pickle.UnpicklingError, match="unexpected object"):
+        data._read_cifar_archive("cifar10", str(archive))

@@ -1,0 +1,212 @@
+"""One configuration for the whole study, named presets, validation, and the run's address.
+
+`Config()` is the paper protocol (PROTOCOL.md). A run lives in `<workdir>/<run_id>`, where the
+id hashes only the fields that differ from their defaults (OpenLTH's habit): adding an option
+later, with a default, never renames an old run. Fields that change where or how fast a run
+goes, not what it computes (data_dir, strategy, chunk sizes), are left out of the hash.
+
+Presets (`PRESETS`, `preset(name)`):
+- `paper`: the protocol on CIFAR-10, ResNet-20, k = 10 (about 23,000 network-epochs).
+- `quick`: a scaled study for a laptop CPU: ResNet-8 of width 8, a 4,000-image subset,
+  12 epochs, k = 4. Shows the effects qualitatively; not the paper's numbers.
+- `smoke`: synthetic data, every stage, seconds per stage; for tests and first contact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any
+
+from jaxlottery import models
+from jaxlottery.train import Recipe
+
+PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18))
+RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
+
+# Fields that say where or how fast, not what: not part of the run id.
+NOT_HASHED = ("data_dir", "strategy", "retrain_chunk", "eval_batch")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot run; the message names the flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a study; defaults are the paper protocol."""
+
+    # Randomness: everything derives from this one seed (see jaxlottery.experiment).
+    seed: int = 0
+    # Data
+    dataset: str = "cifar10"  # a TFDS name, "synthetic", or the path of an .npz file
+    data_dir: str | None = None
+    train_subset: int | None = None  # a seeded random subset of the training set
+    test_subset: int | None = None
+    # Model
+    model_depth: int = 20
+    model_width: int = 16
+    # Recipe
+    epochs: int = 160
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_drop_epochs: tuple[int, ...] = (80, 120)
+    augment: bool = True
+    # Siblings and consistency
+    k: int = 10
+    spawn_epochs: tuple[int, ...] = (0, 1, 2, 5)
+    densities: tuple[float, ...] = PAPER_DENSITIES
+    independent_inits: int = 3  # control: networks from different inits, trained the same way
+    # Composition and retraining
+    k_values: tuple[int, ...] = (2, 3, 5, 10)
+    compose: tuple[str, ...] = ("union", "intersection", "vote")  # vote = majority of k'
+    retrain_spawn_epochs: tuple[int, ...] = (0, 5)
+    retrain_densities: tuple[float, ...] = RETRAIN_DENSITIES
+    baseline_siblings: int = 2  # one-shot baselines: single siblings pruned and retrained
+    random_masks: bool = False  # also retrain random masks at the same global density
+    # Execution (not hashed)
+    strategy: str | None = None  # vmap | loop | separate; None: the backend's default
+    retrain_chunk: int | None = None  # masks retrained together; None: k
+    eval_batch: int = 1000
+
+    def __post_init__(self):
+        for name in ("lr_drop_epochs", "spawn_epochs", "densities", "k_values", "compose",
+                     "retrain_spawn_epochs", "retrain_densities"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    # --- derived ---------------------------------------------------------------------------
+
+    def recipe(self) -> Recipe:
+        return Recipe(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                      batch_size=self.batch_size, epochs=self.epochs,
+                      lr_drop_epochs=self.lr_drop_epochs, augment=self.augment)
+
+    def effective_k_values(self) -> tuple[int, ...]:
+        """k values for composition, capped at k."""
+        return tuple(sorted({min(v, self.k) for v in self.k_values}))
+
+    def network_epochs(self) -> dict[str, float]:
+        """Cost of each training stage in network-epochs (one network, one epoch)."""
+        n_masks = len(self.retrain_densities) * (self.masks_per_density() + self.baseline_siblings
+                                                 + int(self.random_masks))
+        return {
+            "shared": float(max(self.spawn_epochs)),
+            "siblings": float(sum(self.k * (self.epochs - t) for t in self.spawn_epochs)),
+            "independent": float(self.independent_inits * self.epochs),
+            "retrain": float(sum(n_masks * (self.epochs - t) for t in self.retrain_spawn_epochs)),
+        }
+
+    def masks_per_density(self) -> int:
+        """Composed masks per (spawn point, density): each method at each k' (vote needs k' >= 3)."""
+        ks = self.effective_k_values()
+        return sum(1 for how in self.compose for kk in ks if how != "vote" or kk >= 3)
+
+    def run_id(self) -> str:
+        """12 hex digits hashing the non-default, hashed fields (sorted JSON)."""
+        diff = {k: v for k, v in self.non_default().items() if k not in NOT_HASHED}
+        text = json.dumps(diff, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def non_default(self) -> dict[str, Any]:
+        default = type(self)()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown configuration fields: {unknown}")
+        return cls(**d)
+
+    # --- validation ------------------------------------------------------------------------
+
+    def validate(self) -> "Config":
+        """Raise ConfigError naming the flag of the first setting that cannot run."""
+        def need(ok: bool, flag: str, msg: str):
+            if not ok:
+                raise ConfigError(f"--{flag}: {msg}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        need(is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
+        need(is_int(self.k) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}")
+        need(self.k >= 2, "k", "needs at least 2 siblings to compare masks")
+        try:
+            models.check_architecture(self.model_depth, self.model_width, 10)
+        except ValueError as e:
+            flag = "model_depth" if "depth" in str(e) else "model_width"
+            raise ConfigError(f"--{flag}: {e}") from None
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size",
+             f"must be >= 1, got {self.batch_size!r}")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be positive, got {self.lr!r}")
+        need(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum!r}")
+        need(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        need(all(is_int(e) and 0 < e < self.epochs for e in self.lr_drop_epochs),
+             "lr_drop_epochs", f"must lie in 1..{self.epochs - 1}, got {list(self.lr_drop_epochs)}")
+        for flag, values in (("spawn_epochs", self.spawn_epochs),
+                             ("retrain_spawn_epochs", self.retrain_spawn_epochs)):
+            need(len(values) > 0, flag, "needs at least one spawn point")
+            need(all(is_int(t) and 0 <= t < self.epochs for t in values), flag,
+                 f"spawn epochs must lie in 0..{self.epochs - 1} (the schedule has "
+                 f"{self.epochs} epochs), got {list(values)}")
+        need(set(self.retrain_spawn_epochs) <= set(self.spawn_epochs), "retrain_spawn_epochs",
+             f"must be among --spawn_epochs {list(self.spawn_epochs)}, got "
+             f"{list(self.retrain_spawn_epochs)}")
+        for flag, values in (("densities", self.densities),
+                             ("retrain_densities", self.retrain_densities)):
+            need(len(values) > 0, flag, "needs at least one density")
+            need(all(isinstance(d, (int, float)) and 0 < d <= 1 for d in values), flag,
+                 f"densities (fractions kept) must lie in (0, 1], got {list(values)}")
+        need(len(self.k_values) > 0 and all(is_int(v) and v >= 1 for v in self.k_values),
+             "k_values", f"must be integers >= 1, got {list(self.k_values)}")
+        need(max(self.k_values) <= self.k, "k_values",
+             f"values above --k={self.k} are not possible, got {list(self.k_values)}")
+        bad = [c for c in self.compose if c not in ("union", "intersection", "vote")]
+        need(not bad, "compose", f"unknown methods {bad}; choose from union, intersection, vote")
+        need(is_int(self.independent_inits) and self.independent_inits >= 0, "independent_inits",
+             f"must be an integer >= 0, got {self.independent_inits!r}")
+        need(self.independent_inits != 1, "independent_inits",
+             "needs 0 (off) or at least 2 networks to compare")
+        need(is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
+             "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
+        for flag in ("train_subset", "test_subset"):
+            v = getattr(self, flag)
+            need(v is None or (is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
+        need(self.strategy in (None, "vmap", "loop", "separate"), "strategy",
+             f"must be vmap, loop or separate, got {self.strategy!r}")
+        need(self.retrain_chunk is None or (is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
+             "retrain_chunk", f"must be a positive integer, got {self.retrain_chunk!r}")
+        return self
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": dict(model_depth=8, model_width=8, train_subset=4000, test_subset=2000, epochs=12,
+                  lr_drop_epochs=(6, 9), k=4, spawn_epochs=(0, 1, 3),
+                  densities=(0.8**3, 0.8**7, 0.8**10, 0.8**14), independent_inits=2,
+                  k_values=(2, 4), retrain_spawn_epochs=(1,), retrain_densities=(0.8**7, 0.8**14),
+                  baseline_siblings=2),
+    "smoke": dict(dataset="synthetic", model_depth=8, model_width=4, train_subset=256,
+                  test_subset=128, epochs=3, lr_drop_epochs=(2,), batch_size=64, k=3,
+                  spawn_epochs=(0, 1), densities=(0.5, 0.2), independent_inits=2, k_values=(2, 3),
+                  retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2),
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """A named preset with some fields overridden."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return Config(**{**PRESETS[name], **overrides})

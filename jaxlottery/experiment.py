@@ -1,0 +1,498 @@
+"""The study, as stages with cached, resumable outputs: `run(config)`.
+
+Stages (folders of the run directory `<workdir>/<run_id>/`):
+1. `shared/`: one network from the seed's init, trained to the last spawn point; its weights
+   and BN statistics W_t are kept at every spawn epoch t.
+2. `siblings/e<t>/`: k siblings spawned from W_t, trained to the end with their own data keys.
+   `independent/`: the control, networks from different inits trained the same way.
+3. `masks/`: one-shot global magnitude masks of every sibling at every density.
+4. `consistency.json`: pairwise IoU and overlap, against the naive and layer-matched chance,
+   the spawn weights' own mask, and independently initialized networks.
+5. `composition/e<t>.npz`: union / intersection / majority-vote masks at matched density from
+   the first k' siblings, one-shot baselines (single siblings), optional random masks.
+6. `retrain/e<t>/`: every mask of stage 5 retrained from W_t for the rest of the schedule,
+   stacked and trained together like siblings.
+7. `results.json`, CSV tables, figures and `report.md` (jaxlottery.report).
+
+A stage whose output exists is skipped; a training stage checkpoints every epoch and resumes
+from its newest checkpoint, so a killed run restarted with the same command finishes with
+the same results as an uninterrupted one.
+
+Randomness: all keys derive from `key(config.seed)` with these `fold_in` names:
+INIT (the shared network's init), SHARED_DATA (its data key), SIBLING_DATA -> t -> i (sibling
+i spawned at epoch t), INDEPENDENT -> j (init of control network j; its data key is
+`fold_in(init key, 1)`), RETRAIN_DATA -> t (one data key for every mask retrained from W_t, so
+masks are compared on the same data order), RANDOM_MASKS -> t -> density index, SUBSET (the
+training/test subsets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxlottery
+from jaxlottery import checkpoint, data as data_lib, masks, models, siblings
+from jaxlottery import train as train_lib
+from jaxlottery.config import NOT_HASHED, Config
+
+INIT, SHARED_DATA, SIBLING_DATA, INDEPENDENT, RETRAIN_DATA, RANDOM_MASKS, SUBSET = range(7)
+
+
+@dataclasses.dataclass
+class Context:
+    """What every stage needs: the configuration, the run directory, data and model."""
+
+    config: Config
+    rundir: str
+    dataset: data_lib.Dataset
+    data: data_lib.DeviceData
+    model: Any
+    recipe: train_lib.Recipe
+    root: jax.Array
+    progress: bool
+    log: Callable[[str], None]
+    timing: dict = dataclasses.field(default_factory=dict)
+    images: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def spe(self) -> int:
+        return self.recipe.steps_per_epoch(self.dataset.x_train.shape[0])
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.spe
+
+    def path(self, *parts: str) -> str:
+        p = os.path.join(self.rundir, *parts)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        return p
+
+    def key(self, *names: int) -> jax.Array:
+        k = self.root
+        for n in names:
+            k = jax.random.fold_in(k, n)
+        return k
+
+
+def run_dir(config: Config, workdir: str) -> str:
+    return os.path.join(workdir, config.run_id())
+
+
+def run(config: Config, workdir: str = "runs", progress: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Run (or resume, or just read back) the whole study; returns the results dict."""
+    config.validate()
+    rundir = run_dir(config, workdir)
+    results_path = os.path.join(rundir, "results.json")
+    if os.path.exists(results_path):
+        _check_config(rundir, config)
+        log(f"all stages done: {results_path}")
+        return checkpoint.read_json(results_path)
+    dataset = load_dataset(config)  # bad or missing data fails here, before any work
+    os.makedirs(rundir, exist_ok=True)
+    _check_config(rundir, config)
+    ctx = Context(config, rundir, dataset, data_lib.to_device(dataset),
+                  models.resnet(config.model_depth, config.model_width, dataset.num_classes),
+                  config.recipe(), jax.random.key(config.seed), progress, log)
+    _summary(ctx)
+    shared = stage_shared(ctx)
+    sibs = {t: stage_siblings(ctx, t, shared[t]) for t in config.spawn_epochs}
+    indep = stage_independent(ctx)
+    mask_files = stage_masks(ctx, sibs, indep, shared)
+    consistency = stage_consistency(ctx, mask_files)
+    composed = {t: stage_composition(ctx, t, sibs[t], shared[t]) for t in config.retrain_spawn_epochs}
+    retrained = {t: stage_retrain(ctx, t, shared[t], composed[t]) for t in config.retrain_spawn_epochs}
+    results = assemble(ctx, sibs, indep, consistency, retrained)
+    from jaxlottery import report
+
+    report.write(rundir, results)
+    checkpoint.write_json(results_path, results)
+    log(f"report: {os.path.join(rundir, 'report.md')}")
+    return results
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def load_dataset(config: Config) -> data_lib.Dataset:
+    """The configured dataset, with seeded subsets of its splits if asked for."""
+    ds = data_lib.load(config.dataset, config.data_dir)
+    rng = np.random.default_rng([config.seed, SUBSET])
+    x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if config.train_subset and config.train_subset < len(x_tr):
+        idx = np.sort(rng.permutation(len(x_tr))[:config.train_subset])
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    if config.test_subset and config.test_subset < len(x_te):
+        idx = np.sort(rng.permutation(len(x_te))[:config.test_subset])
+        x_te, y_te = x_te[idx], y_te[idx]
+    return dataclasses.replace(ds, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+
+
+# --- training with checkpoints ----------------------------------------------------------------
+
+
+def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: jax.Array,
+                bar: Any, *, until: int | None = None, ms: Any = None, evaluate: bool = True,
+                on_epoch: Callable | None = None) -> tuple[train_lib.TrainState, list[dict]]:
+    """Train a stack to iteration `until` (default: the end of the schedule), checkpointing
+    every epoch in `<folder>/ckpt` and resuming from its newest checkpoint."""
+    until = ctx.total_steps if until is None else until
+    ckpts = checkpoint.Checkpoints(ctx.path(folder, "ckpt"))
+    first = int(states.step[0])
+    history: list[dict] = []
+    restored = ckpts.restore(states)
+    if restored is not None:
+        states, meta = restored
+        history = meta["history"]
+        if bar is not None:
+            bar.update(int(states.step[0]) - first)
+
+    def save(epoch: int, st, record: dict):
+        history.append(record)
+        ckpts.save(int(st.step[0]), st, {"history": history})
+        if on_epoch is not None:
+            on_epoch(epoch, st, record)
+
+    t0, step0 = time.perf_counter(), int(states.step[0])
+    states, _ = siblings.train(states, keys, ctx.data, ctx.model, ctx.recipe, until=until, ms=ms,
+                               strategy=ctx.config.strategy, evaluate=evaluate, progress=bar,
+                               on_epoch=save)
+    ckpts.close()
+    images = (until - step0) * ctx.config.batch_size * siblings.size(states)
+    ctx.images[folder] = ctx.images.get(folder, 0) + images
+    ctx.timing[folder] = ctx.timing.get(folder, 0.0) + time.perf_counter() - t0
+    return states, history
+
+
+def _bar(ctx: Context, desc: str, total: int):
+    if not ctx.progress or total <= 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+
+
+# --- stage 1: shared training ----------------------------------------------------------------
+
+
+def stage_shared(ctx: Context) -> dict[int, dict]:
+    """W_t for every spawn epoch t: the shared network's variables after t epochs."""
+    cfg = ctx.config
+    files = {t: ctx.path("shared", f"spawn_e{t}.npz") for t in cfg.spawn_epochs}
+    init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width,
+                       ctx.dataset.num_classes, ctx.dataset.image_shape)
+    if not all(os.path.exists(f) for f in files.values()):
+        if 0 in files:
+            checkpoint.save_arrays(files[0], init)
+        last = max(cfg.spawn_epochs)
+        if last > 0:
+            states = siblings.spawn(init, 1, ctx.recipe)
+            keys = ctx.key(SHARED_DATA)[None]
+
+            def keep_spawn_points(epoch, st, record):
+                if epoch + 1 in files:
+                    checkpoint.save_arrays(files[epoch + 1],
+                                           train_lib.variables(siblings.index(st, 0)))
+
+            bar = _bar(ctx, "[1/7] shared training", last * ctx.spe)
+            train_stage(ctx, "shared", states, keys, bar, until=last * ctx.spe, evaluate=False,
+                        on_epoch=keep_spawn_points)
+            if bar is not None:
+                bar.close()
+    return {t: checkpoint.load_arrays(f, init) for t, f in files.items()}
+
+
+# --- stage 2: siblings and the independent-init control ----------------------------------------
+
+
+def stage_siblings(ctx: Context, t: int, spawn_vars: dict) -> dict:
+    """k siblings spawned at epoch t, trained to the end: final variables and history."""
+    cfg = ctx.config
+    final = ctx.path("siblings", f"e{t}", "final.npz")
+    hist_path = ctx.path("siblings", f"e{t}", "history.json")
+    states = siblings.spawn(spawn_vars, cfg.k, ctx.recipe, step=t * ctx.spe)
+    if not os.path.exists(final):
+        keys = jnp.stack([ctx.key(SIBLING_DATA, t, i) for i in range(cfg.k)])
+        bar = _bar(ctx, f"[2/7] siblings spawned at epoch {t}", ctx.total_steps - t * ctx.spe)
+        states, history = train_stage(ctx, os.path.join("siblings", f"e{t}"), states, keys, bar)
+        if bar is not None:
+            bar.close()
+        checkpoint.write_json(hist_path, history)
+        checkpoint.save_arrays(final, train_lib.variables(states))
+    variables = checkpoint.load_arrays(final, train_lib.variables(states))
+    return {"variables": variables, "history": checkpoint.read_json(hist_path)}
+
+
+def stage_independent(ctx: Context) -> dict | None:
+    """The control: `independent_inits` networks from different inits, full schedule."""
+    cfg = ctx.config
+    n = cfg.independent_inits
+    if n == 0:
+        return None
+    final = ctx.path("independent", "final.npz")
+    hist_path = ctx.path("independent", "history.json")
+    inits = [models.init(ctx.key(INDEPENDENT, j), cfg.model_depth, cfg.model_width,
+                         ctx.dataset.num_classes, ctx.dataset.image_shape) for j in range(n)]
+    states = siblings.stack([train_lib.init_state(v, ctx.recipe) for v in inits])
+    if not os.path.exists(final):
+        keys = jnp.stack([ctx.key(INDEPENDENT, j, 1) for j in range(n)])
+        bar = _bar(ctx, "[2/7] independent inits (control)", ctx.total_steps)
+        states, history = train_stage(ctx, "independent", states, keys, bar)
+        if bar is not None:
+            bar.close()
+        checkpoint.write_json(hist_path, history)
+        checkpoint.save_arrays(final, train_lib.variables(states))
+    variables = checkpoint.load_arrays(final, train_lib.variables(states))
+    return {"variables": variables, "history": checkpoint.read_json(hist_path)}
+
+
+# --- stage 3: masks ------------------------------------------------------------------------------
+
+
+def stage_masks(ctx: Context, sibs: dict, indep: dict | None, shared: dict) -> dict:
+    """Mask files per (kind, t, density index): siblings, spawn weights, independent inits."""
+    cfg = ctx.config
+    files = {}
+    for t in cfg.spawn_epochs:
+        for i, d in enumerate(cfg.densities):
+            for kind, params, stacked in (("siblings", sibs[t]["variables"]["params"], True),
+                                          ("spawn", shared[t]["params"], False)):
+                path = ctx.path("masks", f"{kind}_e{t}_d{i}.npz")
+                if not os.path.exists(path):
+                    masks.save(path, masks.magnitude_prune(params, d, stacked=stacked))
+                files[kind, t, i] = path
+    if indep is not None:
+        for i, d in enumerate(cfg.densities):
+            path = ctx.path("masks", f"independent_d{i}.npz")
+            if not os.path.exists(path):
+                masks.save(path, masks.magnitude_prune(indep["variables"]["params"], d, stacked=True))
+            files["independent", None, i] = path
+    return files
+
+
+# --- stage 4: consistency --------------------------------------------------------------------------
+
+
+def stage_consistency(ctx: Context, files: dict) -> dict:
+    """Rows of pairwise overlap statistics per (spawn point, density), overall and per layer."""
+    path = ctx.path("consistency.json")
+    if os.path.exists(path):
+        return checkpoint.read_json(path)
+    cfg = ctx.config
+    rows, layer_rows = [], []
+    indep_iou = {}
+    for i, d in enumerate(cfg.densities):
+        if ("independent", None, i) in files:
+            indep_iou[i] = _offdiag(masks.pairwise_iou(masks.load(files["independent", None, i])))
+    for t in cfg.spawn_epochs:
+        for i, d in enumerate(cfg.densities):
+            stack = masks.load(files["siblings", t, i])
+            spawn_mask = masks.load(files["spawn", t, i])
+            ious = _offdiag(masks.pairwise_iou(stack))
+            overlaps = _offdiag(masks.pairwise_overlap(stack))
+            members = masks.unstack(stack)
+            matched = [float(masks.chance_iou_matched(members[a], members[b]))
+                       for a in range(cfg.k) for b in range(a + 1, cfg.k)]
+            with_spawn = [float(masks.iou(m, spawn_mask)) for m in members]
+            achieved = float(np.mean(np.asarray(masks.density(stack, stacked=True))))
+            rows.append({
+                "spawn_epoch": t, "density": d, "achieved_density": achieved,
+                "iou_mean": float(np.mean(ious)), "iou_std": float(np.std(ious)),
+                "chance_iou": float(masks.chance_iou(achieved, achieved)),
+                "layer_matched_chance_iou": float(np.mean(matched)),
+                "overlap_mean": float(np.mean(overlaps)),
+                "iou_with_spawn_mask": float(np.mean(with_spawn)),
+                "iou_independent_inits": (float(np.mean(indep_iou[i])) if i in indep_iou else None),
+                "pairs": len(ious),
+            })
+            per_layer = masks.pairwise_iou_by_layer(stack)
+            densities = masks.layer_densities(stack, stacked=True)
+            for layer, mat in per_layer.items():
+                ld = float(np.mean(np.asarray(densities[layer])))
+                layer_rows.append({"spawn_epoch": t, "density": d, "layer": layer,
+                                   "layer_density": ld, "iou_mean": float(np.mean(_offdiag(mat))),
+                                   "chance_iou": float(masks.chance_iou(ld, ld))})
+    out = {"rows": rows, "layers": layer_rows}
+    checkpoint.write_json(path, out)
+    return out
+
+
+def _offdiag(mat) -> np.ndarray:
+    mat = np.asarray(mat)
+    return mat[np.triu_indices(mat.shape[0], 1)]
+
+
+# --- stage 5: composition ----------------------------------------------------------------------------
+
+
+def stage_composition(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
+    """The masks to retrain from W_t: composed, baselines, random; with their metadata."""
+    cfg = ctx.config
+    mask_path = ctx.path("composition", f"e{t}.npz")
+    meta_path = ctx.path("composition", f"e{t}.json")
+    if not (os.path.exists(mask_path) and os.path.exists(meta_path)):
+        params = sib["variables"]["params"]
+        entries, ms = [], []
+
+        def add(entry: dict, m, d: float):
+            entries.append(dict(entry, target_density=d, achieved_density=float(masks.density(m))))
+            ms.append(m)
+
+        for j, d in enumerate(cfg.retrain_densities):
+            for kk in cfg.effective_k_values():
+                first = jax.tree.map(lambda x: x[:kk], params)
+                for how in cfg.compose:
+                    if how == "vote" and kk < 3:
+                        continue
+                    at_least = {"union": 1, "intersection": kk}.get(how, kk // 2 + 1)
+                    m, sd = masks.compose(first, d, how=how if how != "vote" else at_least)
+                    add({"method": how, "k": kk, "at_least": at_least,
+                         "sibling_density": float(sd)}, m, d)
+            for i in range(cfg.baseline_siblings):
+                add({"method": "baseline", "k": 1, "sibling": i, "sibling_density": d},
+                    masks.magnitude_prune(siblings.index(params, i), d), d)
+            if cfg.random_masks:
+                add({"method": "random", "k": 1, "sibling_density": d},
+                    masks.random_mask(ctx.key(RANDOM_MASKS, t, j), spawn_vars["params"], d), d)
+        masks.save(mask_path, masks.stack(ms))
+        checkpoint.write_json(meta_path, entries)
+    return {"masks": mask_path, "entries": checkpoint.read_json(meta_path)}
+
+
+# --- stage 6: retraining ------------------------------------------------------------------------------
+
+
+def stage_retrain(ctx: Context, t: int, spawn_vars: dict, composed: dict) -> list[dict]:
+    """Retrain every mask of stage 5 from W_t, in chunks trained together like siblings."""
+    cfg = ctx.config
+    entries = composed["entries"]
+    stack = masks.load(composed["masks"], like=spawn_vars["params"])
+    chunk = cfg.retrain_chunk or cfg.k
+    chunk = min(chunk, len(entries))
+    n_chunks = -(-len(entries) // chunk)
+    remaining = [c for c in range(n_chunks)
+                 if not os.path.exists(ctx.path("retrain", f"e{t}", f"chunk{c}.json"))]
+    bar = _bar(ctx, f"[6/7] retraining masks from epoch {t}",
+               len(remaining) * (ctx.total_steps - t * ctx.spe))
+    key = ctx.key(RETRAIN_DATA, t)
+    for c in remaining:
+        ids = list(range(c * chunk, min((c + 1) * chunk, len(entries))))
+        padded = ids + [ids[-1]] * (chunk - len(ids))  # same shape every chunk: one compile
+        ms = jax.tree.map(lambda x: None if x is None else x[np.asarray(padded)], stack,
+                          is_leaf=masks.is_none)
+        states = siblings.spawn(spawn_vars, chunk, ctx.recipe, step=t * ctx.spe)
+        keys = jnp.stack([key] * chunk)
+        folder = os.path.join("retrain", f"e{t}", f"chunk{c}")
+        states, history = train_stage(ctx, folder, states, keys, bar, ms=ms, evaluate=False)
+        final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch)
+        checkpoint.write_json(ctx.path("retrain", f"e{t}", f"chunk{c}.json"), {
+            "ids": ids, "test_accuracy": [final[i]["accuracy"] for i in range(len(ids))],
+            "train_loss": history[-1]["train_loss"][:len(ids)] if history else None})
+    if bar is not None:
+        bar.close()
+    out = [dict(e, spawn_epoch=t) for e in entries]
+    for c in range(n_chunks):
+        res = checkpoint.read_json(ctx.path("retrain", f"e{t}", f"chunk{c}.json"))
+        for i, acc in zip(res["ids"], res["test_accuracy"]):
+            out[i]["test_accuracy"] = acc
+    return out
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
+             retrained: dict) -> dict:
+    cfg = ctx.config
+    dense = []
+    for t, s in sibs.items():
+        acc = s["history"][-1]["test_accuracy"] if s["history"] else None
+        dense.append({"spawn_epoch": t, "test_accuracy": acc,
+                      "mean": float(np.mean(acc)) if acc else None,
+                      "std": float(np.std(acc)) if acc else None})
+    if indep is not None and indep["history"]:
+        acc = indep["history"][-1]["test_accuracy"]
+        dense.append({"spawn_epoch": None, "control": "independent_inits", "test_accuracy": acc,
+                      "mean": float(np.mean(acc)), "std": float(np.std(acc))})
+    composition = []
+    for t, entries in retrained.items():
+        groups: dict = {}
+        for e in entries:
+            groups.setdefault((e["method"], e["k"], e["target_density"]), []).append(e)
+        for (method, kk, d), es in groups.items():
+            accs = [e["test_accuracy"] for e in es]
+            composition.append({
+                "spawn_epoch": t, "method": method, "k": kk, "target_density": d,
+                "achieved_density": float(np.mean([e["achieved_density"] for e in es])),
+                "sibling_density": float(np.mean([e["sibling_density"] for e in es])),
+                "test_accuracy_mean": float(np.mean(accs)), "test_accuracy_std": float(np.std(accs)),
+                "n": len(accs)})
+    images = sum(ctx.images.values())
+    seconds = sum(ctx.timing.values())
+    return {
+        "config": cfg.to_dict(),
+        "run_id": cfg.run_id(),
+        "dataset": {"name": ctx.dataset.name, "synthetic": ctx.dataset.synthetic,
+                    "train": int(ctx.dataset.x_train.shape[0]),
+                    "test": int(ctx.dataset.x_test.shape[0]),
+                    "image_shape": list(ctx.dataset.image_shape),
+                    "num_classes": ctx.dataset.num_classes},
+        "dense": dense,
+        "consistency": consistency["rows"],
+        "consistency_layers": consistency["layers"],
+        "composition": composition,
+        "retrained_masks": [e for es in retrained.values() for e in es],
+        "timing": {"seconds_per_stage": dict(ctx.timing), "train_images": images,
+                   "images_per_s": images / seconds if seconds else None,
+                   "device": jax.devices()[0].device_kind},
+        "environment": environment(),
+    }
+
+
+def environment() -> dict:
+    return {"jaxlottery": jaxlottery.__version__, "jax": jax.__version__,
+            "flax": flax.__version__, "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+            "process_count": jax.process_count(), "python": platform.python_version()}
+
+
+# --- bookkeeping --------------------------------------------------------------------------------------
+
+
+def _check_config(rundir: str, config: Config) -> None:
+    """Write config.json, or check that the one there describes the same computation."""
+    path = os.path.join(rundir, "config.json")
+    if os.path.exists(path):
+        old = Config.from_dict(checkpoint.read_json(path)["config"])
+        diff = {k: (getattr(old, k), v) for k, v in config.to_dict().items()
+                if k not in NOT_HASHED and getattr(old, k) != getattr(config, k)}
+        if diff:
+            raise RuntimeError(f"{path} holds a different configuration: {diff}")
+        return
+    checkpoint.write_json(path, {"config": config.to_dict(), "run_id": config.run_id(),
+                                 "jaxlottery": jaxlottery.__version__})
+
+
+def _summary(ctx: Context) -> None:
+    cfg = ctx.config
+    cost = cfg.network_epochs()
+    n = ctx.dataset.x_train.shape[0]
+    total = sum(cost.values())
+    ctx.log(f"run {cfg.run_id()} in {ctx.rundir}")
+    ctx.log(f"data: {ctx.dataset.name}{' (SYNTHETIC)' if ctx.dataset.synthetic else ''}, "
+            f"{n} train / {ctx.dataset.x_test.shape[0]} test images of {ctx.dataset.image_shape}; "
+            f"model ResNet-{cfg.model_depth} width {cfg.model_width}")
+    ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
+            + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
+    ctx.log(siblings.strategy_note(cfg.strategy))
+    if jax.default_backend() == "cpu" and cfg.model_depth >= 20 and cfg.epochs >= 100:
+        ctx.log("WARNING: the paper preset on a CPU takes weeks; use --preset=quick or a GPU/TPU")
