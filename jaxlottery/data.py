@@ -9,6 +9,7 @@ Sources (`load` dispatches on the string):
 
 - `"synthetic"`: a small generated dataset with learnable structure, for tests and CPU runs.
 - a path ending in `.npz`: arrays written by `save_npz` or converted by hand (`load_npz`).
+- a folder of MNIST-format IDX files (MNIST, Fashion-MNIST; `load_idx`).
 - any other string: a TensorFlow Datasets name such as `"cifar10"` (`load_tfds`). Reading goes
   through `tfds` array_record data sources, which need no TensorFlow (PNG decoding needs
   pillow or opencv). Preparing (download + conversion) an image dataset with
@@ -79,9 +80,52 @@ def load(source: str, data_dir: str | None = None, *, download: bool = True) -> 
         return synthetic()
     if source.endswith(".npz"):
         return load_npz(source)
+    if os.path.isdir(source):
+        return load_idx(source)
     if source in CIFAR_ARCHIVES and not _tfds_prepared(source, data_dir):
         return load_cifar(source, data_dir, download)
     return load_tfds(source, data_dir, download)
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
+def load_idx(directory: str) -> Dataset:
+    """MNIST-format IDX files (optionally .gz) from a folder: MNIST, Fashion-MNIST, KMNIST.
+
+    Debian's `dataset-fashion-mnist` package installs them in /usr/share/datasets/fashion-mnist,
+    which makes real data available without network.
+    """
+    import gzip
+
+    arrays = []
+    for base in IDX_FILES:
+        path = next((os.path.join(directory, base + ext) for ext in ("", ".gz")
+                     if os.path.isfile(os.path.join(directory, base + ext))), None)
+        if path is None:
+            raise DatasetUnavailableError(f"{directory}: no {base}[.gz]; a dataset folder needs "
+                                          f"the four MNIST-format files {list(IDX_FILES)}")
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+        if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 8:
+            raise DataFormatError(f"{path}: not an unsigned-byte IDX file")
+        ndim = raw[3]
+        shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+        if body.size != int(np.prod(shape)):
+            raise DataFormatError(f"{path}: header says {shape}, file holds {body.size} bytes")
+        arrays.append(body.reshape(shape))
+    x_train, y_train, x_test, y_test = arrays
+    name = os.path.basename(os.path.normpath(directory))
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataFormatError(f"{directory}: {split} images {x.shape} and labels {y.shape} "
+                                  "do not match")
+    x_train, x_test = x_train[..., None], x_test[..., None]
+    mean, std = normalization(name, x_train)
+    return Dataset(name, x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32),
+                   int(max(y_train.max(), y_test.max())) + 1, mean, std)
 
 
 # The official python-pickle archives and their MD5 sums (the ones torchvision checks too).

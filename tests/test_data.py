@@ -432,3 +432,33 @@ def test_cifar_archive_refuses_foreign_pickles(tmp_path):
         tar.addfile(info, io.BytesIO(payload))
     with pytest.raises(pickle.UnpicklingError, match="unexpected object"):
         data._read_cifar_archive("cifar10", str(archive))
+
+
+# ----------------------------------------------------------------------------- IDX folders
+
+
+def _write_idx(path, array):
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_folder_loads_like_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    x_tr, x_te = rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 256, (5, 28, 28))
+    y_tr, y_te = rng.integers(0, 10, 12), rng.integers(0, 10, 5)
+    for name, arr in zip(data.IDX_FILES, (x_tr, y_tr, x_te, y_te)):
+        _write_idx(tmp_path / f"{name}.gz", arr)
+    ds = data.load(str(tmp_path))
+    assert ds.image_shape == (28, 28, 1) and ds.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(ds.x_train[..., 0], x_tr)
+    np.testing.assert_array_equal(ds.y_test, y_te)
+    assert ds.num_classes == int(max(y_tr.max(), y_te.max())) + 1
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DatasetUnavailableError, match="t10k-labels"):
+        data.load(str(tmp_path))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", y_te[:3])
+    with pytest.raises(data.DataFormatError, match="do not match"):
+        data.load(str(tmp_path))
