@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxlottery.masks import atomic_write_bytes
+from jaxlottery.files import atomic_open, atomic_write_bytes
 
 
 class Checkpoints:
@@ -62,11 +62,8 @@ def read_json(path: str) -> Any:
 
 def save_arrays(path: str, tree: Any) -> None:
     """A pytree of arrays as an .npz (leaves in flatten order), atomically."""
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, *[np.asarray(x) for x in jax.tree.leaves(tree)])
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_open(path) as f:
+        np.savez(f, *[np.asarray(x) for x in jax.tree.leaves(tree)])
 
 
 def load_arrays(path: str, like: Any) -> Any:

@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print()
+    print(report.summary(results))
     print("Claim 1 (consistency): " + report.consistency_verdict(results))
     print("Claim 2 (composability): " + report.composition_verdict(results))
     print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")

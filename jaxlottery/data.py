@@ -23,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlottery.files import atomic_open
 
 # ImageNet channel statistics: what OpenLTH normalizes CIFAR with (see PROTOCOL.md, Data).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -177,17 +178,9 @@ def _download(url: str, path: str) -> None:
     """Fetch `url` to `path` atomically (a cut download leaves no file)."""
     import urllib.request
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f, urllib.request.urlopen(url, timeout=60) as r:
+        while chunk := r.read(1 << 20):
+            f.write(chunk)
 
 
 def _md5(path: str) -> str:
@@ -428,25 +421,9 @@ def save_npz(path: str, ds: Dataset) -> None:
     The data goes to a temporary file in the same directory, is fsynced, then renamed over
     `path`, so a crash never leaves a half-written dataset behind.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                x_train=ds.x_train,
-                y_train=ds.y_train,
-                x_test=ds.x_test,
-                y_test=ds.y_test,
-                num_classes=np.int64(ds.num_classes),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
+                 num_classes=np.int64(ds.num_classes))
 
 
 def synthetic(

@@ -116,7 +116,6 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
 
     report.write(rundir, results)
     checkpoint.write_json(results_path, results)
-    log(f"report: {os.path.join(rundir, 'report.md')}")
     return results
 
 
@@ -217,36 +216,32 @@ def stage_shared(ctx: Context) -> dict[int, dict]:
 def stage_siblings(ctx: Context, t: int, spawn_vars: dict) -> dict:
     """k siblings spawned at epoch t, trained to the end: final variables and history."""
     cfg = ctx.config
-    final = ctx.path("siblings", f"e{t}", "final.npz")
-    hist_path = ctx.path("siblings", f"e{t}", "history.json")
     states = siblings.spawn(spawn_vars, cfg.k, ctx.recipe, step=t * ctx.spe)
-    if not os.path.exists(final):
-        keys = jnp.stack([ctx.key(SIBLING_DATA, t, i) for i in range(cfg.k)])
-        bar = _bar(ctx, f"[2/7] siblings spawned at epoch {t}", ctx.total_steps - t * ctx.spe)
-        states, history = train_stage(ctx, os.path.join("siblings", f"e{t}"), states, keys, bar)
-        if bar is not None:
-            bar.close()
-        checkpoint.write_json(hist_path, history)
-        checkpoint.save_arrays(final, train_lib.variables(states))
-    variables = checkpoint.load_arrays(final, train_lib.variables(states))
-    return {"variables": variables, "history": checkpoint.read_json(hist_path)}
+    keys = [ctx.key(SIBLING_DATA, t, i) for i in range(cfg.k)]
+    return _trained(ctx, os.path.join("siblings", f"e{t}"), states, keys,
+                    f"[2/7] siblings spawned at epoch {t}")
 
 
 def stage_independent(ctx: Context) -> dict | None:
     """The control: `independent_inits` networks from different inits, full schedule."""
     cfg = ctx.config
-    n = cfg.independent_inits
-    if n == 0:
+    if cfg.independent_inits == 0:
         return None
-    final = ctx.path("independent", "final.npz")
-    hist_path = ctx.path("independent", "history.json")
     inits = [models.init(ctx.key(INDEPENDENT, j), cfg.model_depth, cfg.model_width,
-                         ctx.dataset.num_classes, ctx.dataset.image_shape) for j in range(n)]
+                         ctx.dataset.num_classes, ctx.dataset.image_shape)
+             for j in range(cfg.independent_inits)]
     states = siblings.stack([train_lib.init_state(v, ctx.recipe) for v in inits])
+    keys = [ctx.key(INDEPENDENT, j, 1) for j in range(cfg.independent_inits)]
+    return _trained(ctx, "independent", states, keys, "[2/7] independent inits (control)")
+
+
+def _trained(ctx: Context, folder: str, states, keys: list, desc: str) -> dict:
+    """A stack trained to the end of the schedule (or read back): variables and history."""
+    final = ctx.path(folder, "final.npz")
+    hist_path = ctx.path(folder, "history.json")
     if not os.path.exists(final):
-        keys = jnp.stack([ctx.key(INDEPENDENT, j, 1) for j in range(n)])
-        bar = _bar(ctx, "[2/7] independent inits (control)", ctx.total_steps)
-        states, history = train_stage(ctx, "independent", states, keys, bar)
+        bar = _bar(ctx, desc, ctx.total_steps - int(states.step[0]))
+        states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar)
         if bar is not None:
             bar.close()
         checkpoint.write_json(hist_path, history)
@@ -494,5 +489,43 @@ def _summary(ctx: Context) -> None:
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
     ctx.log(siblings.strategy_note(cfg.strategy))
-    if jax.default_backend() == "cpu" and cfg.model_depth >= 20 and cfg.epochs >= 100:
-        ctx.log("WARNING: the paper preset on a CPU takes weeks; use --preset=quick or a GPU/TPU")
+    img_s = _measure_throughput(ctx)
+    seconds = total * n / img_s
+    ctx.log(f"estimate: {duration(seconds)} of training at {img_s:,.0f} images/s for {cfg.k} "
+            f"siblings, measured on {jax.devices()[0].device_kind} (evaluation and finished "
+            "stages not counted)")
+    if jax.default_backend() == "cpu" and seconds > 86400:
+        ctx.log(f"WARNING: this configuration needs about {duration(seconds)} on this CPU; "
+                "use --preset=quick here, or a GPU/TPU")
+
+
+def duration(seconds: float) -> str:
+    """A human-sized duration: 40 s, 12 min, 3.5 h, 9 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
+def _measure_throughput(ctx: Context, steps: int = 3) -> float:
+    """Images/s of the k-sibling training step, after compiling it (which the sibling stage
+    then reuses): the basis of the time estimate."""
+    cfg = ctx.config
+    init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
+                       ctx.dataset.image_shape)
+    batch = min(cfg.batch_size, ctx.dataset.x_train.shape[0])
+    fn = siblings.step_fn(cfg.strategy or siblings.default_strategy(), cfg.k, ctx.model,
+                          ctx.recipe, batch, False)
+    states = siblings.spawn(init, cfg.k, ctx.recipe)
+    keys = jnp.stack([ctx.key(SIBLING_DATA, 0, i) for i in range(cfg.k)])
+    perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), ctx.dataset.x_train.shape[0])
+    states, _ = fn(states, None, keys, perms, ctx.data)
+    jax.block_until_ready(states)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        states, _ = fn(states, None, keys, perms, ctx.data)
+    jax.block_until_ready(states)
+    return steps * cfg.k * batch / (time.perf_counter() - t0)

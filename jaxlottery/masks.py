@@ -25,15 +25,15 @@ traced; `how`, `scope`, `at_least` and `stacked` are static). Bad input raises `
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 from typing import Any, Callable, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlottery.files import atomic_open
 
 Mask = Any  # pytree of bool arrays and None
 Params = Any
@@ -333,9 +333,8 @@ def save(path: str | os.PathLike, m: Mask) -> None:
             "leaves": [{"path": path_str(p), "shape": None if x is None else list(x.shape)}
                        for p, x in items]}
     arrays = {f"leaf_{i}": np.asarray(x) for i, (_, x) in enumerate(items) if x is not None}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, __meta__=np.array(json.dumps(meta)), **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_open(path) as f:
+        np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **arrays)
 
 
 def load(path: str | os.PathLike, like: Params | None = None) -> Mask:
@@ -378,23 +377,6 @@ def load(path: str | os.PathLike, like: Params | None = None) -> Mask:
         raise ValueError(f"{path}: mask does not fit: {len(paths)} leaves against "
                          f"{len(like_paths)} in the tree; first unmatched path {first!r}")
     return jax.tree.unflatten(treedef, leaves)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file, fsync and rename: never a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import sys
 import numpy as np
 
-from jaxlottery.masks import atomic_write_bytes
+from jaxlottery.files import atomic_write_bytes
 
 FIGURES = ("overlap_vs_spawn.png", "accuracy_vs_density.png", "layer_overlap.png")
 
@@ -91,6 +91,26 @@ def composition_verdict(results: dict) -> str:
                      f"{100 * worst['density']:.1f}%); within 2 baseline std in "
                      f"{sum(within)}/{len(within)}")
     return "; ".join(parts) + "."
+
+
+def summary(results: dict) -> str:
+    """The terminal summary: consistency at the reference density, composition accuracies."""
+    rows = results["consistency"]
+    d = reference_density(sorted({r["density"] for r in rows}))
+    lines = [f"Consistency at density {100 * d:.1f}%:",
+             f"  {'t':>3s} {'IoU':>6s} {'chance':>7s} {'matched':>8s} {'W_t mask':>9s} {'indep.':>7s}"]
+    for r in sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"]):
+        indep = r["iou_independent_inits"]
+        lines.append(f"  {r['spawn_epoch']:3d} {r['iou_mean']:6.3f} {r['chance_iou']:7.3f} "
+                     f"{r['layer_matched_chance_iou']:8.3f} {r['iou_with_spawn_mask']:9.3f} "
+                     f"{'-' if indep is None else format(indep, '7.3f'):>7s}")
+    lines.append("Composition (test accuracy %, retrained from W_t):")
+    lines.append(f"  {'t':>3s} {'density':>8s} {'method':>12s} {'k':>3s} {'acc':>6s} {'std':>5s}")
+    for r in results["composition"]:
+        lines.append(f"  {r['spawn_epoch']:3d} {100 * r['target_density']:7.1f}% {r['method']:>12s} "
+                     f"{r['k']:3d} {100 * r['test_accuracy_mean']:6.2f} "
+                     f"{100 * r['test_accuracy_std']:5.2f}")
+    return "\n".join(lines)
 
 
 # --- figures -----------------------------------------------------------------------------------
