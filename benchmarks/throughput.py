@@ -1,6 +1,7 @@
 """Training throughput of k siblings per strategy, against k separate runs of one network.
 
     python benchmarks/throughput.py --k=1,2,4,10 --strategies=vmap,loop,separate --steps=5
+    python benchmarks/throughput.py --k=8 --devices=1,2,4,8     # sharded over devices
 
 Prints a table and (with --json) writes rows {strategy, k, images_per_s, compile_s, device,
 ratio_vs_separate, step_ms, host_ms_per_step, host_fraction}. `ratio_vs_separate` is the
@@ -15,22 +16,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
-from jaxlottery import data, models, siblings
+from jaxlottery import data, models, sharding, siblings
 from jaxlottery.train import Recipe
 
 
-def measure(strategy: str, k: int, args, d, variables) -> dict:
+def measure(strategy: str, k: int, args, d, variables, mesh=None) -> dict:
     recipe = Recipe(batch_size=args.batch, augment=True)
     model = models.resnet(args.depth, args.width)
-    fn = siblings.step_fn(strategy, k, model, recipe, args.batch, False)
     states = siblings.spawn(variables, k, recipe)
     keys = jax.random.split(jax.random.key(0), k)
     perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), d.x_train.shape[0])
+    if mesh is not None:
+        k_run = sharding.padded_size(k, mesh)
+        states, keys, perms = (sharding.place(sharding.pad(x, k_run), mesh)
+                               for x in (states, keys, perms))
+        d = sharding.place(d, mesh, sharding.P())
+    fn = siblings.step_fn(strategy, sharding.padded_size(k, mesh) if mesh else k, model, recipe,
+                          args.batch, False, mesh)
     t0 = time.perf_counter()
     states, _ = fn(states, None, keys, perms, d)
     jax.block_until_ready(states)
@@ -49,7 +59,7 @@ def measure(strategy: str, k: int, args, d, variables) -> dict:
             "host_ms_per_step": 1e3 * host / args.steps, "host_fraction": host / wall,
             "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
             "depth": args.depth, "width": args.width, "batch": args.batch,
-            "jax": jax.__version__}
+            "devices": 1 if mesh is None else mesh.devices.size, "jax": jax.__version__}
 
 
 def main() -> None:
@@ -61,7 +71,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--json", default=None, help="write the rows to this file")
+    ap.add_argument("--devices", default=None,
+                    help="comma-separated device counts: shard the k siblings over that many "
+                         "devices (on CPU, virtual devices: one subprocess per count)")
+    ap.add_argument("--mesh", type=int, default=None, help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
+    if args.mesh:
+        return child(args)
+    if args.devices:
+        return scaling(args)
     ks = [int(x) for x in args.k.split(",")]
     strategies = args.strategies.split(",")
     for s in strategies:
@@ -88,6 +106,40 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def scaling(args) -> None:
+    """Rows for k siblings sharded over 1, 2, 4, 8 ... devices, against one device."""
+    counts = [int(x) for x in args.devices.split(",")]
+    rows = []
+    for n in counts:
+        env = dict(os.environ)
+        if jax.default_backend() == "cpu" and "xla_force_host_platform_device_count" not in env.get(
+                "XLA_FLAGS", ""):
+            env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+        cmd = [sys.executable, __file__, f"--mesh={n}", f"--k={args.k}", f"--steps={args.steps}",
+               f"--depth={args.depth}", f"--width={args.width}", f"--batch={args.batch}"]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = rows[0]["images_per_s"] / rows[0]["devices"]
+    print(f"{'devices':>7s} {'k':>3s} {'img/s':>8s} {'speedup':>8s} {'efficiency':>10s} {'compile s':>9s}")
+    for r in rows:
+        r["speedup"] = r["images_per_s"] / rows[0]["images_per_s"]
+        r["scaling_efficiency"] = r["images_per_s"] / (base * r["devices"])
+        print(f"{r['devices']:7d} {r['k']:3d} {r['images_per_s']:8.1f} {r['speedup']:8.2f} "
+              f"{r['scaling_efficiency']:10.2f} {r['compile_s']:9.1f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+def child(args) -> None:
+    """One row with a mesh of `args.mesh` devices (run by `scaling` in a fresh process)."""
+    d = data.to_device(data.synthetic(num_train=4 * args.batch, num_test=args.batch))
+    variables = models.init(jax.random.key(0), args.depth, args.width)
+    mesh = sharding.sibling_mesh(jax.devices()[:args.mesh])
+    strategy = siblings.default_strategy()
+    print(json.dumps(measure(strategy, int(args.k), args, d, variables, mesh)))
 
 
 if __name__ == "__main__":

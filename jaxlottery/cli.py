@@ -72,6 +72,7 @@ HELP = {
     "baseline_siblings": "single siblings pruned one-shot and retrained as the baseline",
     "random_masks": "also retrain random masks at the same density (true/false)",
     "strategy": "how siblings share a program: vmap, loop or separate (none: per backend)",
+    "shard": "split sibling stacks over all devices (and hosts) when there are several",
     "retrain_chunk": "masks retrained together in one program (none: k)",
     "eval_batch": "test-set batch size",
 }
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="runs", help="runs go to WORKDIR/<run id> (default: runs)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--coordinator", default=None, help="multi-host: address:port of process 0 "
+                   "(TPU pods, SLURM and Open MPI need none: jax.distributed finds it)")
+    p.add_argument("--num_processes", type=int, default=None, help="multi-host: process count")
+    p.add_argument("--process_id", type=int, default=None, help="multi-host: this process")
+    p.add_argument("--cpu_devices", type=int, default=None, help="CPU only: split the CPU into "
+                   "this many XLA devices so sibling stacks are sharded over them (measured: no "
+                   "gain on a 2-core VM; see BUILD_NOTES)")
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         default = f.default
@@ -121,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from jaxlottery import data, experiment, report
+    from jaxlottery import data, experiment, report, sharding
 
+    if args.cpu_devices:
+        sharding.use_cpu_devices(args.cpu_devices)
+    sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
         results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress)
     except (data.DatasetUnavailableError, data.DataFormatError) as e:
@@ -136,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    if not sharding.is_main():
+        return 0
     print()
     print(report.summary(results))
     print("Claim 1 (consistency): " + report.consistency_verdict(results))

@@ -27,7 +27,7 @@ PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18)
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
 
 # Fields that say where or how fast, not what: not part of the run id.
-NOT_HASHED = ("data_dir", "strategy", "retrain_chunk", "eval_batch")
+NOT_HASHED = ("data_dir", "strategy", "shard", "retrain_chunk", "eval_batch")
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,7 @@ class Config:
     random_masks: bool = False  # also retrain random masks at the same global density
     # Execution (not hashed)
     strategy: str | None = None  # vmap | loop | separate; None: the backend's default
+    shard: bool = True  # split sibling stacks over all devices (of all processes) when several
     retrain_chunk: int | None = None  # masks retrained together; None: k
     eval_batch: int = 1000
 

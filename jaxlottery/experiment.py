@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlottery
-from jaxlottery import checkpoint, data as data_lib, masks, models, siblings
+from jaxlottery import checkpoint, data as data_lib, masks, models, sharding, siblings
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config
 
@@ -62,6 +62,7 @@ class Context:
     log: Callable[[str], None]
     timing: dict = dataclasses.field(default_factory=dict)
     images: dict = dataclasses.field(default_factory=dict)
+    mesh: Any = None  # the sibling axis over all devices, when there are several
 
     @property
     def spe(self) -> int:
@@ -100,9 +101,12 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
     dataset = load_dataset(config)  # bad or missing data fails here, before any work
     os.makedirs(rundir, exist_ok=True)
     _check_config(rundir, config)
+    main = sharding.is_main()
     ctx = Context(config, rundir, dataset, data_lib.to_device(dataset),
                   models.resnet(config.model_depth, config.model_width, dataset.num_classes),
-                  config.recipe(), jax.random.key(config.seed), progress, log)
+                  config.recipe(), jax.random.key(config.seed), progress and main,
+                  log if main else (lambda _: None),
+                  mesh=sharding.sibling_mesh() if config.shard and jax.device_count() > 1 else None)
     _summary(ctx)
     shared = stage_shared(ctx)
     sibs = {t: stage_siblings(ctx, t, shared[t]) for t in config.spawn_epochs}
@@ -114,8 +118,8 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
     results = assemble(ctx, sibs, indep, consistency, retrained)
     from jaxlottery import report
 
-    report.write(rundir, results)
-    checkpoint.write_json(results_path, results)
+    _write(report.write, rundir, results)
+    _write(checkpoint.write_json, results_path, results)
     return results
 
 
@@ -157,14 +161,14 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
 
     def save(epoch: int, st, record: dict):
         history.append(record)
-        ckpts.save(int(st.step[0]), st, {"history": history})
+        ckpts.save(int(sharding.gather(st.step)[0]), st, {"history": history})
         if on_epoch is not None:
             on_epoch(epoch, st, record)
 
     t0, step0 = time.perf_counter(), int(states.step[0])
     states, _ = siblings.train(states, keys, ctx.data, ctx.model, ctx.recipe, until=until, ms=ms,
                                strategy=ctx.config.strategy, evaluate=evaluate, progress=bar,
-                               on_epoch=save)
+                               on_epoch=save, mesh=ctx.mesh if siblings.size(states) > 1 else None)
     ckpts.close()
     images = (until - step0) * ctx.config.batch_size * siblings.size(states)
     ctx.images[folder] = ctx.images.get(folder, 0) + images
@@ -191,7 +195,7 @@ def stage_shared(ctx: Context) -> dict[int, dict]:
                        ctx.dataset.num_classes, ctx.dataset.image_shape)
     if not all(os.path.exists(f) for f in files.values()):
         if 0 in files:
-            checkpoint.save_arrays(files[0], init)
+            _write(checkpoint.save_arrays, files[0], init)
         last = max(cfg.spawn_epochs)
         if last > 0:
             states = siblings.spawn(init, 1, ctx.recipe)
@@ -199,8 +203,8 @@ def stage_shared(ctx: Context) -> dict[int, dict]:
 
             def keep_spawn_points(epoch, st, record):
                 if epoch + 1 in files:
-                    checkpoint.save_arrays(files[epoch + 1],
-                                           train_lib.variables(siblings.index(st, 0)))
+                    _write(checkpoint.save_arrays, files[epoch + 1],
+                           train_lib.variables(siblings.index(st, 0)))
 
             bar = _bar(ctx, "[1/7] shared training", last * ctx.spe)
             train_stage(ctx, "shared", states, keys, bar, until=last * ctx.spe, evaluate=False,
@@ -244,8 +248,8 @@ def _trained(ctx: Context, folder: str, states, keys: list, desc: str) -> dict:
         states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar)
         if bar is not None:
             bar.close()
-        checkpoint.write_json(hist_path, history)
-        checkpoint.save_arrays(final, train_lib.variables(states))
+        _write(checkpoint.write_json, hist_path, history)
+        _write(checkpoint.save_arrays, final, train_lib.variables(states))
     variables = checkpoint.load_arrays(final, train_lib.variables(states))
     return {"variables": variables, "history": checkpoint.read_json(hist_path)}
 
@@ -263,13 +267,14 @@ def stage_masks(ctx: Context, sibs: dict, indep: dict | None, shared: dict) -> d
                                           ("spawn", shared[t]["params"], False)):
                 path = ctx.path("masks", f"{kind}_e{t}_d{i}.npz")
                 if not os.path.exists(path):
-                    masks.save(path, masks.magnitude_prune(params, d, stacked=stacked))
+                    _write(masks.save, path, masks.magnitude_prune(params, d, stacked=stacked))
                 files[kind, t, i] = path
     if indep is not None:
         for i, d in enumerate(cfg.densities):
             path = ctx.path("masks", f"independent_d{i}.npz")
             if not os.path.exists(path):
-                masks.save(path, masks.magnitude_prune(indep["variables"]["params"], d, stacked=True))
+                _write(masks.save, path,
+                       masks.magnitude_prune(indep["variables"]["params"], d, stacked=True))
             files["independent", None, i] = path
     return files
 
@@ -317,7 +322,7 @@ def stage_consistency(ctx: Context, files: dict) -> dict:
                                    "layer_density": ld, "iou_mean": float(np.mean(_offdiag(mat))),
                                    "chance_iou": float(masks.chance_iou(ld, ld))})
     out = {"rows": rows, "layers": layer_rows}
-    checkpoint.write_json(path, out)
+    _write(checkpoint.write_json, path, out)
     return out
 
 
@@ -358,8 +363,8 @@ def stage_composition(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict
             if cfg.random_masks:
                 add({"method": "random", "k": 1, "sibling_density": d},
                     masks.random_mask(ctx.key(RANDOM_MASKS, t, j), spawn_vars["params"], d), d)
-        masks.save(mask_path, masks.stack(ms))
-        checkpoint.write_json(meta_path, entries)
+        _write(masks.save, mask_path, masks.stack(ms))
+        _write(checkpoint.write_json, meta_path, entries)
     return {"masks": mask_path, "entries": checkpoint.read_json(meta_path)}
 
 
@@ -389,7 +394,7 @@ def stage_retrain(ctx: Context, t: int, spawn_vars: dict, composed: dict) -> lis
         folder = os.path.join("retrain", f"e{t}", f"chunk{c}")
         states, history = train_stage(ctx, folder, states, keys, bar, ms=ms, evaluate=False)
         final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch)
-        checkpoint.write_json(ctx.path("retrain", f"e{t}", f"chunk{c}.json"), {
+        _write(checkpoint.write_json, ctx.path("retrain", f"e{t}", f"chunk{c}.json"), {
             "ids": ids, "test_accuracy": [final[i]["accuracy"] for i in range(len(ids))],
             "train_loss": history[-1]["train_loss"][:len(ids)] if history else None})
     if bar is not None:
@@ -460,7 +465,16 @@ def environment() -> dict:
             "process_count": jax.process_count(), "python": platform.python_version()}
 
 
-# --- bookkeeping --------------------------------------------------------------------------------------
+# --- bookkeeping ------------------------------------------------------------------------------------
+
+
+def _write(write: Callable, path: str, obj: Any) -> None:
+    """Run files are written by process 0 only (arrays gathered from every process first);
+    all processes wait until the file is there, so they skip and read stages alike."""
+    obj = sharding.gather(obj)
+    if sharding.is_main():
+        write(path, obj)
+    sharding.barrier(f"write {path}")
 
 
 def _check_config(rundir: str, config: Config) -> None:
@@ -473,8 +487,8 @@ def _check_config(rundir: str, config: Config) -> None:
         if diff:
             raise RuntimeError(f"{path} holds a different configuration: {diff}")
         return
-    checkpoint.write_json(path, {"config": config.to_dict(), "run_id": config.run_id(),
-                                 "jaxlottery": jaxlottery.__version__})
+    _write(checkpoint.write_json, path, {"config": config.to_dict(), "run_id": config.run_id(),
+                                         "jaxlottery": jaxlottery.__version__})
 
 
 def _summary(ctx: Context) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxlottery import data as data_lib
 from jaxlottery import masks as masks_lib
+from jaxlottery import sharding
 from jaxlottery import train as train_lib
 from jaxlottery.train import Recipe, TrainState
 
@@ -67,28 +68,42 @@ def size(states: TrainState) -> int:
     return int(states.step.shape[0])
 
 
-@functools.lru_cache(maxsize=None)
-def step_fn(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
-            masked: bool) -> Callable:
-    """(states, masks, keys, perms, data) -> (states, metrics) for a stack of k members."""
+def local_step(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
+               masked: bool) -> Callable:
+    """The traceable k-member step of `vmap` or `loop`: (states, masks, keys, perms, data)."""
     single = functools.partial(train_lib.train_step, model=model, recipe=recipe, batch=batch)
     if strategy == "vmap":
-        return jax.jit(jax.vmap(single, in_axes=(0, 0 if masked else None, 0, 0, None)))
+        return jax.vmap(single, in_axes=(0, 0 if masked else None, 0, 0, None))
     if strategy == "loop":
         def looped(states, ms, keys, perms, data):
             outs = [single(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
                            data) for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-        return jax.jit(looped)
+        return looped
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def step_fn(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
+            masked: bool, mesh: Any = None) -> Callable:
+    """(states, masks, keys, perms, data) -> (states, metrics) for a stack of k members.
+
+    With a mesh, k (a multiple of its device count) is split over the devices and each runs
+    `strategy` on its k / n members (`separate` becomes the backend's default there)."""
+    if mesh is not None:
+        local = strategy if strategy in ("vmap", "loop") else default_strategy()
+        return sharding.sharded(local_step(local, k // mesh.devices.size, model, recipe, batch,
+                                           masked), mesh)
     if strategy == "separate":
-        jitted = jax.jit(single)
+        jitted = jax.jit(functools.partial(train_lib.train_step, model=model, recipe=recipe,
+                                           batch=batch))
 
         def separate(states, ms, keys, perms, data):
             outs = [jitted(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
                            data) for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
         return separate
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    return jax.jit(local_step(strategy, k, model, recipe, batch, masked))
 
 
 @functools.partial(jax.jit, static_argnames="n")
@@ -101,7 +116,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
           recipe: Recipe, *, until: int, ms: Any = None, strategy: str | None = None,
           evaluate: bool = True, progress: Any = False,
           on_epoch: Callable[[int, TrainState, dict], None] | None = None,
-          ) -> tuple[TrainState, list[dict]]:
+          mesh: Any = None) -> tuple[TrainState, list[dict]]:
     """Train a stack from its current iteration to iteration `until`.
 
     `keys` holds one data key per member; `ms` is a stack of masks (or None: dense), applied
@@ -110,6 +125,9 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     stay on the device during an epoch and are read once at its end, when the history gets a
     record (per-member train loss/accuracy, test accuracy if `evaluate`) and `on_epoch(epoch,
     states, record)` runs (checkpointing hooks in here). A non-finite loss raises.
+
+    With a `mesh` (`sharding.sibling_mesh()`), the stack is padded to a multiple of the device
+    count and split over the devices; padding members are dropped from everything returned.
     """
     if progress is True or isinstance(progress, str):
         print(strategy_note(strategy), flush=True)
@@ -124,6 +142,11 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
         raise ValueError(f"all members must be at the same iteration, got {steps.tolist()}")
     if ms is not None:  # a rewound network starts pruned, not only after its first update
         states = states._replace(params=masks_lib.apply(states.params, ms))
+    eval_data, run_k = data, k
+    if mesh is not None:
+        run_k = sharding.padded_size(k, mesh)
+        states, keys, ms = (sharding.place(sharding.pad(x, run_k), mesh) for x in (states, keys, ms))
+        data = sharding.place(data, mesh, sharding.P())
     n = data.x_train.shape[0]
     spe = recipe.steps_per_epoch(n)
     step, history = int(steps[0]), []
@@ -135,19 +158,20 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
         end = min(until, (epoch + 1) * spe)
         for s in range(step, end):
             batch = min(recipe.batch_size, n - (s % spe) * recipe.batch_size)
-            fn = step_fn(strategy, k, model, recipe, batch, ms is not None)
+            fn = step_fn(strategy, run_k, model, recipe, batch, ms is not None, mesh)
             states, metrics = fn(states, ms, keys, perms, data)
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             if bar is not None:
                 bar.update(1)
-        sums = jax.device_get(sums)  # the one host sync of the epoch
+        sums = jax.tree.map(lambda x: x[:k], sharding.gather(sums))  # the epoch's one host sync
         train_lib.check_finite(sums, f"epoch {epoch + 1} (iterations {step}-{end})")
         record = {"epoch": epoch + 1, "step": end, "complete_epoch": end % spe == 0,
                   "train_loss": (sums["loss"] / sums["count"]).tolist(),
                   "train_accuracy": (sums["correct"] / sums["count"]).tolist(),
                   "seconds": time.perf_counter() - t0}
         if evaluate:
-            record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(states, data, model)]
+            record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(
+                sharding.unpad(states, k), eval_data, model)]
         history.append(record)
         if bar is not None:
             postfix = {"epoch": epoch + 1, "loss": f"{np.mean(record['train_loss']):.3f}"}
@@ -155,16 +179,19 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
                 postfix["test_acc"] = f"{np.mean(record['test_accuracy']):.3f}"
             bar.set_postfix(postfix)
         if on_epoch is not None:
-            on_epoch(epoch, states, record)
+            on_epoch(epoch, sharding.unpad(states, k), record)
         step = end
     if bar is not None and bar is not progress:
         bar.close()
-    return states, history
+    return sharding.unpad(states, k), history
 
 
 def evaluate_stack(states: TrainState, data: data_lib.DeviceData, model: nn.Module,
                    batch: int = 1000) -> list[dict[str, float]]:
-    """Test loss and accuracy of every member."""
+    """Test loss and accuracy of every member (sharded stacks are gathered first)."""
+    if any(isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+           for x in jax.tree.leaves(states)):
+        states = sharding.gather(states)
     return [train_lib.evaluate(train_lib.variables(index(states, i)), data, model, batch)
             for i in range(size(states))]
 

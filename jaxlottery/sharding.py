@@ -1,0 +1,137 @@
+"""The sibling axis over every device of every process: one Mesh, NamedSharding, shard_map.
+
+A stack of k members is padded to a multiple of the device count (with copies of its last
+member, whose results are dropped), placed with `NamedSharding(mesh, P("siblings"))`, and each
+device runs the ordinary k_local-member step (`loop` or `vmap`, per backend) on its shard
+under `shard_map`. The dataset is replicated to every device. `jit(vmap)` over a sharded
+stack would make every device compute every sibling; shard_map gives each its own.
+
+Multi-host: call `initialize()` first (it calls `jax.distributed.initialize()` when the
+environment describes a cluster, or with an explicit coordinator); `jax.devices()` then spans
+all processes and the same code runs on each of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "siblings"
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> bool:
+    """Start JAX's multi-controller runtime when there is more than one process.
+
+    With explicit arguments (or JAXLOTTERY_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID), they
+    are passed on; on TPU pods and SLURM or Open MPI clusters `jax.distributed.initialize()`
+    finds them itself. Returns whether the runtime was started.
+    """
+    coordinator = coordinator or os.environ.get("JAXLOTTERY_COORDINATOR")
+    if coordinator:
+        num = num_processes or int(os.environ["JAXLOTTERY_NUM_PROCESSES"])
+        pid = process_id if process_id is not None else int(os.environ["JAXLOTTERY_PROCESS_ID"])
+        jax.distributed.initialize(coordinator, num_processes=num, process_id=pid)
+        return True
+    if _cluster_size() > 1:  # SLURM, Open MPI, a multi-host TPU slice: JAX finds the rest
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def use_cpu_devices(n: int) -> None:
+    """Split the host CPU into n XLA devices (before any JAX computation; JAX raises after)."""
+    jax.config.update("jax_num_cpu_devices", n)
+
+
+def _cluster_size() -> int:
+    for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        if var in os.environ:
+            return int(os.environ[var])
+    hosts = os.environ.get("TPU_WORKER_HOSTNAMES")
+    return len(hosts.split(",")) if hosts else 1
+
+
+def sibling_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh named "siblings" over `devices` (default: all devices of all processes)."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def padded_size(k: int, mesh: Mesh) -> int:
+    """k rounded up to a multiple of the mesh's device count."""
+    n = mesh.devices.size
+    return -(-k // n) * n
+
+
+def pad(tree: Any, size: int) -> Any:
+    """Append copies of the last member until the stack has `size` members (inert padding)."""
+    def one(x):
+        if x is None:
+            return None
+        extra = size - x.shape[0]
+        return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+    return jax.tree.map(one, tree, is_leaf=lambda x: x is None)
+
+
+def unpad(tree: Any, k: int) -> Any:
+    """The first k members (drop the padding)."""
+    return jax.tree.map(lambda x: None if x is None else x[:k], tree, is_leaf=lambda x: x is None)
+
+
+def place(tree: Any, mesh: Mesh, spec: P = P(AXIS)) -> Any:
+    """Put a pytree on the mesh: leading axis split over the siblings axis (or replicated with
+    `P()`). Works with several processes: every process passes the same global values."""
+    def one(x):
+        if x is None:
+            return None
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
+        host = np.asarray(jax.device_get(x)) if _fully_addressable(x) else None
+        sharding = NamedSharding(mesh, spec)
+        if host is None:  # already a global array: reshard on device
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+    return jax.tree.map(one, tree, is_leaf=lambda x: x is None)
+
+
+def gather(tree: Any) -> Any:
+    """Host copies of arrays, on every process; arrays spread over several processes are
+    all-gathered (a collective: every process must call it)."""
+    def one(x):
+        if _fully_addressable(x):
+            return jax.device_get(x)
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(x, tiled=True)
+    return jax.tree.map(one, tree)
+
+
+def is_main() -> bool:
+    """Whether this process writes run files and prints (process 0)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (no-op with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def sharded(local_fn, mesh: Mesh):
+    """shard_map of a k_local-member step over the siblings axis; the dataset is replicated."""
+    spec = P(AXIS)
+    return jax.jit(jax.shard_map(local_fn, mesh=mesh, in_specs=(spec, spec, spec, spec, P()),
+                                 out_specs=(spec, spec), check_vma=False))
+
+
+def _fully_addressable(x) -> bool:
+    return not isinstance(x, jax.Array) or x.is_fully_addressable
