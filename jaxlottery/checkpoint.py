@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxlottery.files import atomic_open, atomic_write_bytes
+from jaxlottery.files import atomic_open, atomic_write_bytes, fault_point
 
 
 class Checkpoints:
@@ -34,20 +34,57 @@ class Checkpoints:
     def save(self, step: int, state: Any, meta: dict) -> None:
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        fault_point("checkpoint")  # the save may still be in flight
         self._manager.wait_until_finished()
 
-    def restore(self, like: Any, step: int | None = None) -> tuple[Any, dict] | None:
-        """(state, meta) of `step` (default: newest), shaped like `like`; None if none saved."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return None
+    def restore(self, like: Any, step: int | None = None,
+                log: Callable[[str], None] = print) -> tuple[Any, dict] | None:
+        """(state, meta) of `step` (default: the newest readable one), shaped like `like`;
+        None if there is none. A step that cannot be read (cut by a kill, a bad copy) is
+        reported by path and the next older one is tried."""
+        steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        out = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-        return out["state"], out["meta"]
+        for s in steps:
+            try:
+                out = self._manager.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001 - any unreadable step: fall back
+                log(f"checkpoint {os.path.join(self.directory, str(s))} is unreadable "
+                    f"({type(e).__name__}: {str(e)[:200]}); trying an older one")
+                continue
+            _check_shapes(out["state"], like, os.path.join(self.directory, str(s)))
+            return out["state"], out["meta"]
+        return None
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _check_shapes(state: Any, like: Any, where: str) -> None:
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(like)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"{where}: holds shape {np.shape(a)} where {np.shape(b)} is expected")
+
+
+def readable(path: str, log: Callable[[str], None] = print) -> bool:
+    """Whether a finished-stage file exists and reads back whole (.json parses; every array of
+    an .npz decompresses with a good CRC). A file that does not is reported by path and moved
+    aside to `<path>.corrupt`, so the stage that wrote it runs again."""
+    if not os.path.exists(path):
+        return False
+    try:
+        if path.endswith(".json"):
+            read_json(path)
+        elif path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                for name in f.files:
+                    f[name]
+        return True
+    except Exception as e:  # noqa: BLE001 - unreadable for any reason: recompute
+        log(f"{path} is unreadable ({type(e).__name__}: {str(e)[:200]}); moved to "
+            f"{path}.corrupt and recomputing")
+        os.replace(path, path + ".corrupt")
+        return False
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -73,6 +73,7 @@ HELP = {
     "random_masks": "also retrain random masks at the same density (true/false)",
     "strategy": "how siblings share a program: vmap, loop or separate (none: per backend)",
     "shard": "split sibling stacks over all devices (and hosts) when there are several",
+    "checkpoint_every": "epochs between checkpoints of a training stage (always at its end)",
     "retrain_chunk": "masks retrained together in one program (none: k)",
     "eval_batch": "test-set batch size",
 }
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from jaxlottery import data, experiment, report, sharding
+    from jaxlottery import data, experiment, files, report, sharding
 
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
@@ -139,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except (data.DatasetUnavailableError, data.DataFormatError) as e:
         if args.debug:
             raise
-        print(f"error: --dataset: {e}", file=sys.stderr)
+        first, *rest = str(e).splitlines()
+        print(f"error: --dataset: {first}", file=sys.stderr)
+        for line in rest:  # how to get the data, where the error says
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    except (files.RunLocked, experiment.ConfigMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one line for users; --debug for the traceback
         if args.debug:

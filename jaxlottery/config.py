@@ -27,7 +27,7 @@ PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18)
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
 
 # Fields that say where or how fast, not what: not part of the run id.
-NOT_HASHED = ("data_dir", "strategy", "shard", "retrain_chunk", "eval_batch")
+NOT_HASHED = ("data_dir", "strategy", "shard", "checkpoint_every", "retrain_chunk", "eval_batch")
 
 
 class ConfigError(ValueError):
@@ -71,6 +71,7 @@ class Config:
     # Execution (not hashed)
     strategy: str | None = None  # vmap | loop | separate; None: the backend's default
     shard: bool = True  # split sibling stacks over all devices (of all processes) when several
+    checkpoint_every: int = 1  # epochs between checkpoints of a training stage (and at its end)
     retrain_chunk: int | None = None  # masks retrained together; None: k
     eval_batch: int = 1000
 
@@ -187,6 +188,8 @@ class Config:
             need(v is None or (is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
         need(self.strategy in (None, "vmap", "loop", "separate"), "strategy",
              f"must be vmap, loop or separate, got {self.strategy!r}")
+        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
+             f"must be an integer >= 1, got {self.checkpoint_every!r}")
         need(self.retrain_chunk is None or (is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
              "retrain_chunk", f"must be a positive integer, got {self.retrain_chunk!r}")
         return self

@@ -28,6 +28,7 @@ training/test subsets).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -40,11 +41,19 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlottery
-from jaxlottery import checkpoint, data as data_lib, masks, models, sharding, siblings
+from jaxlottery import checkpoint, data as data_lib, files, masks, models, sharding, siblings
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config
 
 INIT, SHARED_DATA, SIBLING_DATA, INDEPENDENT, RETRAIN_DATA, RANDOM_MASKS, SUBSET = range(7)
+
+
+class ConfigMismatch(RuntimeError):
+    """The run directory was made by a different configuration."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss went NaN or Inf: the run stops, its results are marked failed."""
 
 
 @dataclasses.dataclass
@@ -94,13 +103,20 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
     config.validate()
     rundir = run_dir(config, workdir)
     results_path = os.path.join(rundir, "results.json")
-    if os.path.exists(results_path):
+    if sharding.agree(checkpoint.readable(results_path, log)):
         _check_config(rundir, config)
         log(f"all stages done: {results_path}")
         return checkpoint.read_json(results_path)
     dataset = load_dataset(config)  # bad or missing data fails here, before any work
     os.makedirs(rundir, exist_ok=True)
+    with files.RunLock(rundir, log) if sharding.is_main() else contextlib.nullcontext():
+        return _run_stages(config, rundir, dataset, progress, log)
+
+
+def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress: bool,
+                log: Callable[[str], None]) -> dict:
     _check_config(rundir, config)
+    results_path = os.path.join(rundir, "results.json")
     main = sharding.is_main()
     ctx = Context(config, rundir, dataset, data_lib.to_device(dataset),
                   models.resnet(config.model_depth, config.model_width, dataset.num_classes),
@@ -152,7 +168,7 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
     ckpts = checkpoint.Checkpoints(ctx.path(folder, "ckpt"))
     first = int(states.step[0])
     history: list[dict] = []
-    restored = ckpts.restore(states)
+    restored = ckpts.restore(states, log=ctx.log)
     if restored is not None:
         states, meta = restored
         history = meta["history"]
@@ -160,15 +176,27 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
             bar.update(int(states.step[0]) - first)
 
     def save(epoch: int, st, record: dict):
+        files.fault_point(f"epoch {folder}")
         history.append(record)
-        ckpts.save(int(sharding.gather(st.step)[0]), st, {"history": history})
+        step = int(sharding.gather(st.step)[0])
+        if (epoch + 1) % ctx.config.checkpoint_every == 0 or step == until:
+            ckpts.save(step, st, {"history": history})
         if on_epoch is not None:
             on_epoch(epoch, st, record)
 
     t0, step0 = time.perf_counter(), int(states.step[0])
-    states, _ = siblings.train(states, keys, ctx.data, ctx.model, ctx.recipe, until=until, ms=ms,
-                               strategy=ctx.config.strategy, evaluate=evaluate, progress=bar,
-                               on_epoch=save, mesh=ctx.mesh if siblings.size(states) > 1 else None)
+    try:
+        states, _ = siblings.train(states, keys, ctx.data, ctx.model, ctx.recipe, until=until,
+                                   ms=ms, strategy=ctx.config.strategy, evaluate=evaluate,
+                                   progress=bar, on_epoch=save,
+                                   mesh=ctx.mesh if siblings.size(states) > 1 else None)
+    except FloatingPointError as e:
+        failure = {"stage": folder, "error": str(e), "last_good_checkpoint": ckpts.latest_step(),
+                   "checkpoints": ckpts.directory}
+        _write(checkpoint.write_json, ctx.path("failed.json"), failure)
+        raise TrainingDiverged(f"stage {folder}: {e}; the last good checkpoint (iteration "
+                               f"{failure['last_good_checkpoint']}) is kept in {ckpts.directory}; "
+                               f"no results are reported (see {ctx.path('failed.json')})") from None
     ckpts.close()
     images = (until - step0) * ctx.config.batch_size * siblings.size(states)
     ctx.images[folder] = ctx.images.get(folder, 0) + images
@@ -193,7 +221,7 @@ def stage_shared(ctx: Context) -> dict[int, dict]:
     files = {t: ctx.path("shared", f"spawn_e{t}.npz") for t in cfg.spawn_epochs}
     init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width,
                        ctx.dataset.num_classes, ctx.dataset.image_shape)
-    if not all(os.path.exists(f) for f in files.values()):
+    if not all([_done(ctx, f) for f in files.values()]):
         if 0 in files:
             _write(checkpoint.save_arrays, files[0], init)
         last = max(cfg.spawn_epochs)
@@ -243,7 +271,7 @@ def _trained(ctx: Context, folder: str, states, keys: list, desc: str) -> dict:
     """A stack trained to the end of the schedule (or read back): variables and history."""
     final = ctx.path(folder, "final.npz")
     hist_path = ctx.path(folder, "history.json")
-    if not os.path.exists(final):
+    if not _done(ctx, final):
         bar = _bar(ctx, desc, ctx.total_steps - int(states.step[0]))
         states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar)
         if bar is not None:
@@ -266,13 +294,13 @@ def stage_masks(ctx: Context, sibs: dict, indep: dict | None, shared: dict) -> d
             for kind, params, stacked in (("siblings", sibs[t]["variables"]["params"], True),
                                           ("spawn", shared[t]["params"], False)):
                 path = ctx.path("masks", f"{kind}_e{t}_d{i}.npz")
-                if not os.path.exists(path):
+                if not _done(ctx, path):
                     _write(masks.save, path, masks.magnitude_prune(params, d, stacked=stacked))
                 files[kind, t, i] = path
     if indep is not None:
         for i, d in enumerate(cfg.densities):
             path = ctx.path("masks", f"independent_d{i}.npz")
-            if not os.path.exists(path):
+            if not _done(ctx, path):
                 _write(masks.save, path,
                        masks.magnitude_prune(indep["variables"]["params"], d, stacked=True))
             files["independent", None, i] = path
@@ -285,7 +313,7 @@ def stage_masks(ctx: Context, sibs: dict, indep: dict | None, shared: dict) -> d
 def stage_consistency(ctx: Context, files: dict) -> dict:
     """Rows of pairwise overlap statistics per (spawn point, density), overall and per layer."""
     path = ctx.path("consistency.json")
-    if os.path.exists(path):
+    if _done(ctx, path):
         return checkpoint.read_json(path)
     cfg = ctx.config
     rows, layer_rows = [], []
@@ -339,7 +367,7 @@ def stage_composition(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict
     cfg = ctx.config
     mask_path = ctx.path("composition", f"e{t}.npz")
     meta_path = ctx.path("composition", f"e{t}.json")
-    if not (os.path.exists(mask_path) and os.path.exists(meta_path)):
+    if not (_done(ctx, mask_path) and _done(ctx, meta_path)):
         params = sib["variables"]["params"]
         entries, ms = [], []
 
@@ -380,7 +408,7 @@ def stage_retrain(ctx: Context, t: int, spawn_vars: dict, composed: dict) -> lis
     chunk = min(chunk, len(entries))
     n_chunks = -(-len(entries) // chunk)
     remaining = [c for c in range(n_chunks)
-                 if not os.path.exists(ctx.path("retrain", f"e{t}", f"chunk{c}.json"))]
+                 if not _done(ctx, ctx.path("retrain", f"e{t}", f"chunk{c}.json"))]
     bar = _bar(ctx, f"[6/7] retraining masks from epoch {t}",
                len(remaining) * (ctx.total_steps - t * ctx.spe))
     key = ctx.key(RETRAIN_DATA, t)
@@ -468,6 +496,13 @@ def environment() -> dict:
 # --- bookkeeping ------------------------------------------------------------------------------------
 
 
+def _done(ctx: Context, path: str) -> bool:
+    """Whether a stage's output is there and whole (a corrupt one is reported and set aside);
+    process 0 decides for all processes."""
+    return sharding.agree(checkpoint.readable(path, ctx.log) if sharding.is_main()
+                          else os.path.exists(path))
+
+
 def _write(write: Callable, path: str, obj: Any) -> None:
     """Run files are written by process 0 only (arrays gathered from every process first);
     all processes wait until the file is there, so they skip and read stages alike."""
@@ -480,12 +515,13 @@ def _write(write: Callable, path: str, obj: Any) -> None:
 def _check_config(rundir: str, config: Config) -> None:
     """Write config.json, or check that the one there describes the same computation."""
     path = os.path.join(rundir, "config.json")
-    if os.path.exists(path):
+    if checkpoint.readable(path, print):
         old = Config.from_dict(checkpoint.read_json(path)["config"])
         diff = {k: (getattr(old, k), v) for k, v in config.to_dict().items()
                 if k not in NOT_HASHED and getattr(old, k) != getattr(config, k)}
         if diff:
-            raise RuntimeError(f"{path} holds a different configuration: {diff}")
+            raise ConfigMismatch(f"{path} holds a different configuration (field: (there, "
+                                 f"asked)): {diff}; use another --workdir for a new run")
         return
     _write(checkpoint.write_json, path, {"config": config.to_dict(), "run_id": config.run_id(),
                                          "jaxlottery": jaxlottery.__version__})

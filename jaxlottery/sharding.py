@@ -118,6 +118,15 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
+def agree(flag: bool) -> bool:
+    """Process 0's value of a flag, on every process (so all take the same branch)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
 def barrier(name: str) -> None:
     """Every process waits here until all have arrived (no-op with one process)."""
     if jax.process_count() > 1:

@@ -7,11 +7,16 @@
 """
 
 import ipaddress
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import jax
 import pytest
+
+from jaxlottery import config
 
 if os.environ.get("JAXLOTTERY_TEST_OPTIMIZE") != "1":
     jax.config.update("jax_disable_most_optimizations", True)
@@ -42,3 +47,35 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+# --- the smoke study, shared by the end-to-end and reliability tests ---------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Subprocesses compile like the in-process tests, so results compare exactly.
+ENV = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_PLATFORMS="cpu")
+SMOKE = config.preset("smoke")
+
+
+def run_cli(workdir, *extra, env=None, **kw):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "experiments", "run.py"),
+                             "--preset=smoke", f"--workdir={workdir}", "--no_progress", *extra],
+                            env=env or ENV, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def comparable(results):
+    """Everything but wall-clock timing."""
+    return {k: v for k, v in results.items() if k != "timing"}
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """An uninterrupted smoke run from the CLI: (workdir, rundir, results, stdout)."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = run_cli(workdir)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    rundir = os.path.join(workdir, SMOKE.run_id())
+    with open(os.path.join(rundir, "results.json")) as f:
+        return workdir, rundir, json.load(f), out

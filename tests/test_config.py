@@ -56,6 +56,7 @@ def test_presets_are_valid(name):
     (dict(retrain_spawn_epochs=(3,)), "--retrain_spawn_epochs"), (dict(compose=("xor",)), "--compose"),
     (dict(independent_inits=1), "--independent_inits"), (dict(strategy="pmap"), "--strategy"),
     (dict(lr_drop_epochs=(200,)), "--lr_drop_epochs"), (dict(train_subset=0), "--train_subset"),
+    (dict(checkpoint_every=0), "--checkpoint_every"),
 ])
 def test_bad_settings_name_their_flag(change, flag):
     with pytest.raises(ConfigError, match=flag):

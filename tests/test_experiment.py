@@ -1,43 +1,12 @@
-"""The study end to end on the smoke preset: every stage's outputs, caching, kill and resume."""
+"""The study end to end on the smoke preset: every stage's outputs and caching (kill and
+resume: tests/test_reliability.py)."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-
-import pytest
-
-from jaxlottery import config, experiment, siblings
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Subprocesses compile like the in-process tests (see conftest.py), so results compare exactly.
-ENV = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_PLATFORMS="cpu")
-SMOKE = config.preset("smoke")
 
 
-def run_cli(workdir, *extra, **kw):
-    return subprocess.Popen([sys.executable, os.path.join(REPO, "experiments", "run.py"),
-                             "--preset=smoke", f"--workdir={workdir}", "--no_progress", *extra],
-                            env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+from jaxlottery import experiment, siblings
 
-
-def comparable(results):
-    """Everything but wall-clock timing."""
-    return {k: v for k, v in results.items() if k != "timing"}
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    proc = run_cli(workdir)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    rundir = os.path.join(workdir, SMOKE.run_id())
-    with open(os.path.join(rundir, "results.json")) as f:
-        return workdir, rundir, json.load(f), out
+from conftest import SMOKE, comparable
 
 
 def test_smoke_run_writes_every_stage(smoke):
@@ -90,24 +59,3 @@ def test_second_run_skips_every_stage(smoke, monkeypatch):
     finally:
         os.replace(os.path.join(rundir, "results.keep"), os.path.join(rundir, "results.json"))
     assert comparable(again) == comparable(results)
-
-
-def test_killed_in_the_sibling_stage_resumes_to_the_same_results(smoke, tmp_path):
-    _, _, reference, _ = smoke
-    rundir = tmp_path / SMOKE.run_id()
-    ckpt = rundir / "siblings" / "e0" / "ckpt"
-    proc = run_cli(tmp_path)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir()):
-            break  # the first sibling epoch is checkpointed: kill mid-stage
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (rundir / "results.json").exists()
-    resumed = run_cli(tmp_path)
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    with open(rundir / "results.json") as f:
-        assert comparable(json.load(f)) == comparable(reference)

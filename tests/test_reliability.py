@@ -1,0 +1,134 @@
+"""Preemption, corruption, full disks, concurrent runs, divergence: nothing is lost or wrong."""
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from jaxlottery import checkpoint, config, experiment, files
+
+from conftest import ENV, SMOKE, comparable, run_cli
+
+
+def _copy_run(smoke, tmp_path):
+    workdir, rundir, results, _ = smoke
+    dst = tmp_path / "work"
+    shutil.copytree(workdir, dst)
+    return dst, dst / SMOKE.run_id(), results
+
+
+def test_killed_at_seeded_points_of_every_stage_resumes_to_identical_results(smoke, tmp_path):
+    """Five kill -9s, each at a named point drawn with a fixed seed, including in the middle of
+    a checkpoint write and of the results writing; then one clean run. Bit-identical results."""
+    rng = random.Random(0)
+    points = [f"epoch siblings/e0:{rng.randint(1, 2)}",  # sibling stage, at an epoch's end
+              f"checkpoint:{rng.randint(2, 3)}",  # an orbax save still in flight
+              f"write *:{rng.randint(3, 8)}",  # stage outputs (masks, histories, finals)
+              "write report.md:1",  # results writing: the report
+              "write results.json:1"]  # results writing: the results file itself
+    rundir = tmp_path / SMOKE.run_id()
+    for point in points:
+        proc = run_cli(tmp_path, env=dict(ENV, JAXLOTTERY_KILL_AT=point))
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, err[-2000:])
+        assert not (rundir / "results.json").exists()
+    proc = run_cli(tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    with open(rundir / "results.json") as f:
+        assert comparable(json.load(f)) == comparable(smoke[2])
+
+
+def test_truncated_results_and_checkpoint_are_recovered(smoke, tmp_path, capsys):
+    work, rundir, reference = _copy_run(smoke, tmp_path)
+    # A results file cut in half: reported, set aside, rebuilt from the stages' outputs.
+    text = (rundir / "results.json").read_text()
+    (rundir / "results.json").write_text(text[: len(text) // 2])
+    again = experiment.run(SMOKE, workdir=str(work), progress=False)
+    assert comparable(again) == comparable(reference)
+    assert "results.json is unreadable" in capsys.readouterr().out
+    # The sibling stage's final weights lost, its newest checkpoint truncated: the older
+    # checkpoint is used and the last epoch trained again, to the same numbers.
+    (rundir / "results.json").unlink()
+    (rundir / "siblings" / "e0" / "final.npz").unlink()
+    ckpt = rundir / "siblings" / "e0" / "ckpt"
+    newest = max((p for p in ckpt.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for f in newest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    again = experiment.run(SMOKE, workdir=str(work), progress=False)
+    out = capsys.readouterr().out
+    assert f"checkpoint {newest} is unreadable" in out
+    assert comparable(again) == comparable(reference)
+    # A truncated stage output (a mask file) is recomputed, not loaded.
+    (rundir / "results.json").unlink()
+    mask = rundir / "masks" / "siblings_e0_d0.npz"
+    mask.write_bytes(mask.read_bytes()[:100])
+    again = experiment.run(SMOKE, workdir=str(work), progress=False)
+    assert "siblings_e0_d0.npz is unreadable" in capsys.readouterr().out
+    assert comparable(again) == comparable(reference)
+
+
+def test_a_full_disk_fails_clearly_and_keeps_the_last_good_state(smoke, tmp_path, monkeypatch):
+    work, rundir, _ = _copy_run(smoke, tmp_path)
+    (rundir / "results.json").unlink()
+    before = {p: p.read_bytes() for p in rundir.rglob("*") if p.is_file()}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        experiment.run(SMOKE, workdir=str(work), progress=False)
+    after = {p: p.read_bytes() for p in rundir.rglob("*") if p.is_file()}
+    assert after == before  # nothing changed, nothing half-written, lock released
+
+
+def test_two_processes_on_one_run_directory(tmp_path):
+    first = run_cli(tmp_path)
+    lock = tmp_path / SMOKE.run_id() / "lock"
+    deadline = time.time() + 300
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the first run never took the lock"
+    second = run_cli(tmp_path)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 2
+    assert f"in use by process {first.pid}" in err and len(err.strip().splitlines()) == 1
+    assert first.poll() is None  # the holder was not disturbed
+    first.send_signal(signal.SIGKILL)  # preempted: its lock is now stale ...
+    first.wait()
+    with files.RunLock(lock.parent, print):  # ... and the next run takes it over
+        pass
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    logs = []
+    (tmp_path / "lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname()[1],
+                                              "since": 0}))
+    with files.RunLock(tmp_path, logs.append):
+        held = json.loads((tmp_path / "lock").read_text())
+        assert held["pid"] == os.getpid()
+    assert "stale lock" in logs[0] and not (tmp_path / "lock").exists()
+    (tmp_path / "lock").write_text(json.dumps({"pid": os.getpid(), "host": "elsewhere", "since": 0}))
+    with pytest.raises(files.RunLocked, match="elsewhere"):
+        with files.RunLock(tmp_path):
+            pass
+
+
+def test_divergence_stops_loudly_and_reports_no_numbers(tmp_path):
+    bad = config.preset("smoke", lr=1e9)
+    with pytest.raises(experiment.TrainingDiverged, match="non-finite training loss") as err:
+        experiment.run(bad, workdir=str(tmp_path), progress=False)
+    rundir = tmp_path / bad.run_id()
+    failure = checkpoint.read_json(str(rundir / "failed.json"))
+    assert failure["stage"] in ("shared", "siblings/e0") and "members [" in failure["error"]
+    assert f"stage {failure['stage']}" in str(err.value) and "iterations" in str(err.value)
+    assert not (rundir / "results.json").exists()
+    assert not (rundir / "lock").exists()
