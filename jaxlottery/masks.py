@@ -257,10 +257,31 @@ def random_mask(key: jax.Array, params: Params, density: Density, scope: str = "
                 rule: Rule = default_rule) -> Mask:
     """A uniformly random mask keeping exactly the count `magnitude_prune` would keep."""
     _check_fraction(density, "density")
-    leaves, treedef = jax.tree.flatten(_scores(params, rule, lambda x: x), is_leaf=is_none)
-    keys = iter(jax.random.split(key, len(leaves)))
-    scores = [None if x is None else jax.random.uniform(next(keys), x.shape) for x in leaves]
-    return mask_from_scores(jax.tree.unflatten(treedef, scores), density, scope)
+    return mask_from_scores(_uniform_like(key, _scores(params, rule, lambda x: x)), density, scope)
+
+
+def random_mask_like(key: jax.Array, mask: Mask) -> Mask:
+    """A uniformly random mask with exactly as many weights kept in every leaf as `mask`: the
+    layer-matched random baseline (global magnitude pruning leaves very different densities
+    per layer, which a globally uniform random mask ignores)."""
+    _check_mask(mask)
+    return _random_like(key, mask)
+
+
+@jax.jit
+def _random_like(key: jax.Array, mask: Mask) -> Mask:
+    return jax.tree.map(lambda m, u: None if m is None else _top_n(u.ravel(), jnp.sum(m)).reshape(m.shape),
+                        mask, _uniform_like(key, mask), is_leaf=is_none)
+
+
+@jax.jit
+def _uniform_like(key: jax.Array, tree: Any) -> Any:
+    """Uniform [0, 1) scores shaped like the non-None leaves of `tree`, from one draw (one
+    compiled program however many leaf shapes there are)."""
+    leaves, treedef = jax.tree.flatten(tree, is_leaf=is_none)
+    arrays = [x for x in leaves if x is not None]
+    parts = iter(_split_like(jax.random.uniform(key, (sum(x.size for x in arrays),)), arrays))
+    return jax.tree.unflatten(treedef, [None if x is None else next(parts) for x in leaves])
 
 
 def mask_from_scores(scores: Any, density: Density, scope: str = "global") -> Mask:
@@ -282,7 +303,8 @@ def mask_from_scores(scores: Any, density: Density, scope: str = "global") -> Ma
 
 
 def compose(params_stack: Params | Sequence[Params], density: Density,
-            how: str | int = "union", rule: Rule = default_rule) -> tuple[Mask, jax.Array]:
+            how: str | int = "union", rule: Rule = default_rule,
+            exact: bool = False) -> tuple[Mask, jax.Array]:
     """Matched-density composition of the k siblings' global magnitude masks.
 
     Finds the per-sibling density d such that composing (`"union"`, `"intersection"`, or an int
@@ -294,6 +316,11 @@ def compose(params_stack: Params | Sequence[Params], density: Density,
     the composed mask at per-sibling count c is {w : m-th smallest r_s(w) < c}, so the best c is
     read off the sorted m-th smallest ranks. Counts move in steps of at most k weights, so the
     achieved density is within k / n of the target.
+
+    `exact=True` keeps exactly `round(density * n)` weights: the weights that enter at the
+    boundary count are taken in order of their summed rank over the siblings (then position).
+    The mask is then vote(magnitude_prune(p_s, d)) at the smallest d reaching the target, minus
+    at most k - 1 boundary weights. Iterative pruning uses it to keep 0.8^L exactly.
     """
     _check_fraction(density, "density")
     s = _as_stack(params_stack)
@@ -316,7 +343,12 @@ def compose(params_stack: Params | Sequence[Params], density: Density,
     upto = jnp.searchsorted(sorted_r, v, side="right")  # kept with per-sibling count v + 1
     c = jnp.where(target - below < upto - target, v, v + 1)
     c = jnp.where(target == 0, 0, c)
-    kept = iter(_split_like(composed_rank < c, [x[0] for x in arrays]))
+    keep = composed_rank < c
+    if exact:  # order by (composed rank, summed rank, position); keep the first `target`
+        order = jnp.lexsort((jnp.sum(ranks, axis=0), composed_rank))
+        keep = _ranks_of_order(order) < target
+        c = jnp.where(target == 0, 0, composed_rank[order[jnp.maximum(target - 1, 0)]] + 1)
+    kept = iter(_split_like(keep, [x[0] for x in arrays]))
     mask = jax.tree.unflatten(treedef, [None if x is None else next(kept) for x in leaves])
     return mask, c / n
 
@@ -409,8 +441,12 @@ def _n_keep(density: Density, n: int):
 
 def _ranks(scores: jax.Array) -> jax.Array:
     """Rank of each entry in descending order of score, ties to the earlier index."""
-    order = jnp.argsort(scores, descending=True, stable=True)
-    return jnp.zeros(scores.shape, jnp.int32).at[order].set(jnp.arange(scores.size, dtype=jnp.int32))
+    return _ranks_of_order(jnp.argsort(scores, descending=True, stable=True))
+
+
+def _ranks_of_order(order: jax.Array) -> jax.Array:
+    """The inverse permutation: position of each entry in `order`."""
+    return jnp.zeros(order.shape, jnp.int32).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
 
 
 def _top_n(scores: jax.Array, n) -> jax.Array:

@@ -303,6 +303,42 @@ def test_compose_lands_on_target_density(how, density):
         assert float(d) >= density
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 4), how_index=st.integers(0, 2),
+       density=st.floats(0.02, 0.9))
+def test_exact_compose_keeps_the_target_count_inside_the_plain_vote(seed, k, how_index, density):
+    ps = [make_params(seed + i) for i in range(k)]
+    how = ["union", "intersection", max(1, k // 2)][how_index]
+    mask, d = masks.compose(ps, density, how=how, exact=True)
+    assert int(masks.count(mask)[0]) == int(np.floor(density * N_PRUNABLE + 0.5))
+    # Every kept weight is kept by the vote at the returned per-sibling density ...
+    m = {"union": 1, "intersection": k}.get(how, how)
+    voted = masks.vote([masks.magnitude_prune(p, float(d)) for p in ps], at_least=m)
+    assert all(np.all(x <= y) for x, y in zip(as_np(mask), as_np(voted)))
+    # ... which exceeds the target by fewer than k weights.
+    assert int(masks.count(voted)[0]) - int(masks.count(mask)[0]) < k
+
+
+def test_exact_compose_of_pruned_siblings_stays_inside_their_support():
+    """Parallel IMP composes siblings trained under one mask: nothing pruned may come back."""
+    support = masks.magnitude_prune(make_params(99), 0.5)
+    ps = [masks.apply(make_params(i), support) for i in range(3)]
+    for how in ("union", "intersection", 2):
+        mask, _ = masks.compose(ps, 0.4, how=how, exact=True)
+        assert all(np.all(x <= y) for x, y in zip(as_np(mask), as_np(support)))
+
+
+def test_random_mask_like_matches_every_layer_count():
+    like = masks.magnitude_prune(make_params(0), 0.3)
+    a = masks.random_mask_like(jax.random.key(0), like)
+    b = masks.random_mask_like(jax.random.key(1), like)
+    for x, y, z in zip(as_np(like), as_np(a), as_np(b)):
+        assert x.sum() == y.sum() == z.sum() and x.shape == y.shape
+    assert masks.layer_densities(a) == masks.layer_densities(like)
+    assert any(np.any(y != z) for y, z in zip(as_np(a), as_np(b)))  # random, not a copy
+    assert_masks_equal(a, masks.random_mask_like(jax.random.key(0), like))  # seeded
+
+
 def test_compose_of_identical_siblings_is_plain_pruning():
     p = make_params(0)
     mask, d = masks.compose([p, p, p], 0.3, how="intersection")
