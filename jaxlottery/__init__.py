@@ -2,7 +2,8 @@
 
 Modules: `masks` (mask pytrees and their algebra), `models` (the CIFAR ResNet family), `data`
 (datasets on the device, augmentation), `train` (the recipe and the masked step), `siblings`
-(k networks as one stack), `sharding` (the stack over devices and hosts), `config`,
+(k networks as one stack), `sharding` (the stack over devices and hosts), `imp` (iterative
+and parallel magnitude pruning), `connectivity` (linear mode connectivity), `config`,
 `experiment` (the study as resumable stages), `report`, `checkpoint`, `files`, `cli`.
 """
 

@@ -103,14 +103,15 @@ def save_arrays(path: str, tree: Any) -> None:
         np.savez(f, *[np.asarray(x) for x in jax.tree.leaves(tree)])
 
 
-def load_arrays(path: str, like: Any) -> Any:
-    """Read `save_arrays` output back into the structure of `like`."""
+def load_arrays(path: str, like: Any, as_numpy: bool = False) -> Any:
+    """Read `save_arrays` output back into the structure of `like` (as host numpy arrays
+    with `as_numpy`, for slicing without a compiled program per shape)."""
     with np.load(path, allow_pickle=False) as f:
         leaves = [f[f"arr_{i}"] for i in range(len(f.files))]
     treedef = jax.tree.structure(like)
     if treedef.num_leaves != len(leaves):
         raise ValueError(f"{path}: holds {len(leaves)} arrays, expected {treedef.num_leaves}")
-    return jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
+    return jax.tree.unflatten(treedef, leaves if as_numpy else [jax.numpy.asarray(x) for x in leaves])
 
 
 def _jsonable(x: Any) -> Any:

@@ -70,7 +70,17 @@ HELP = {
     "retrain_spawn_epochs": "spawn points whose composed masks are retrained (rewound to W_t)",
     "retrain_densities": "densities at which composed and baseline masks are retrained",
     "baseline_siblings": "single siblings pruned one-shot and retrained as the baseline",
-    "random_masks": "also retrain random masks at the same density (true/false)",
+    "random_baselines": "extra retrained baselines: random (same global density), "
+                        "random_matched (same per-layer densities), reinit (the masks, fresh init)",
+    "lmc_pairs": "disjoint sibling pairs per spawn point for linear mode connectivity (0: off)",
+    "lmc_points": "evenly spaced points on the line between two siblings (31 in the LMC paper)",
+    "lmc_bn": "BatchNorm statistics on the path: interpolate, recompute (on training data), or both",
+    "imp_levels": "iterative magnitude pruning levels, rewound each time (0: off)",
+    "imp_rate": "fraction of the remaining weights IMP prunes per level (level L keeps "
+                "(1 - rate)^L)",
+    "imp_rewind_epoch": "epoch IMP rewinds to (a spawn epoch; none: the last retraining spawn point)",
+    "imp_k": "siblings trained per level of parallel IMP (none: k)",
+    "imp_compose": "how parallel IMP composes its siblings' masks: union, intersection, vote",
     "strategy": "how siblings share a program: vmap, loop or separate (none: per backend)",
     "shard": "split sibling stacks over all devices (and hosts) when there are several",
     "checkpoint_every": "epochs between checkpoints of a training stage (always at its end)",
@@ -160,5 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(results))
     print("Claim 1 (consistency): " + report.consistency_verdict(results))
     print("Claim 2 (composability): " + report.composition_verdict(results))
+    for name, section, verdict in (("Mode connectivity", "connectivity", report.connectivity_verdict),
+                                   ("Baselines", "random_baselines", report.baselines_verdict),
+                                   ("IMP", "imp", report.imp_verdict)):
+        if results.get(section):
+            print(f"{name}: {verdict(results)}")
     print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")
     return 0

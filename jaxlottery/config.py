@@ -10,6 +10,10 @@ Presets (`PRESETS`, `preset(name)`):
 - `quick`: a scaled study for a laptop CPU: ResNet-8 of width 8, a 4,000-image subset,
   12 epochs, k = 4. Shows the effects qualitatively; not the paper's numbers.
 - `smoke`: synthetic data, every stage, seconds per stage; for tests and first contact.
+
+`quick` and `smoke` also run every analysis beyond the paper (IMP and parallel IMP, the
+random and re-initialized baselines); `paper` runs those only when asked (--imp_levels,
+--random_baselines), since they would more than double its cost.
 """
 
 from __future__ import annotations
@@ -67,7 +71,17 @@ class Config:
     retrain_spawn_epochs: tuple[int, ...] = (0, 5)
     retrain_densities: tuple[float, ...] = RETRAIN_DENSITIES
     baseline_siblings: int = 2  # one-shot baselines: single siblings pruned and retrained
-    random_masks: bool = False  # also retrain random masks at the same global density
+    # Beyond the paper (jaxlottery.experiment's extra stages). Connectivity costs evaluations
+    # only and is on; the baselines and IMP retrain networks and are off in the paper preset.
+    random_baselines: tuple[str, ...] = ()  # random, random_matched, reinit
+    lmc_pairs: int = 1  # disjoint sibling pairs per spawn point for mode connectivity; 0: off
+    lmc_points: int = 31
+    lmc_bn: tuple[str, ...] = ("interpolate", "recompute")
+    imp_levels: int = 0  # iterative magnitude pruning levels; 0: off
+    imp_rate: float = 0.2  # fraction of the remaining weights pruned per level
+    imp_rewind_epoch: int | None = None  # None: the last of retrain_spawn_epochs
+    imp_k: int | None = None  # siblings per level of parallel IMP; None: k
+    imp_compose: tuple[str, ...] = ("union", "intersection", "vote")
     # Execution (not hashed)
     strategy: str | None = None  # vmap | loop | separate; None: the backend's default
     shard: bool = True  # split sibling stacks over all devices (of all processes) when several
@@ -77,7 +91,8 @@ class Config:
 
     def __post_init__(self):
         for name in ("lr_drop_epochs", "spawn_epochs", "densities", "k_values", "compose",
-                     "retrain_spawn_epochs", "retrain_densities"):
+                     "retrain_spawn_epochs", "retrain_densities", "random_baselines",
+                     "lmc_bn", "imp_compose"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     # --- derived ---------------------------------------------------------------------------
@@ -94,18 +109,49 @@ class Config:
     def network_epochs(self) -> dict[str, float]:
         """Cost of each training stage in network-epochs (one network, one epoch)."""
         n_masks = len(self.retrain_densities) * (self.masks_per_density() + self.baseline_siblings
-                                                 + int(self.random_masks))
-        return {
+                                                 + len(self.random_baseline_methods()))
+        cost = {
             "shared": float(max(self.spawn_epochs)),
             "siblings": float(sum(self.k * (self.epochs - t) for t in self.spawn_epochs)),
             "independent": float(self.independent_inits * self.epochs),
             "retrain": float(sum(n_masks * (self.epochs - t) for t in self.retrain_spawn_epochs)),
         }
+        if self.imp_levels:
+            members = self.imp_levels * (1 + self.imp_siblings() * len(self.imp_chains()[2:]))
+            members += self.imp_levels - 1  # one-shot baselines (level 1 is IMP's own level 1)
+            cost["imp"] = float(members * (self.epochs - self.imp_rewind()))
+        return cost
 
     def masks_per_density(self) -> int:
         """Composed masks per (spawn point, density): each method at each k' (vote needs k' >= 3)."""
-        ks = self.effective_k_values()
-        return sum(1 for how in self.compose for kk in ks if how != "vote" or kk >= 3)
+        return len(self.compose_methods(self.effective_k_values()))
+
+    def compose_methods(self, ks: tuple[int, ...]) -> list[tuple[str, int]]:
+        """(method, k') pairs that are composed: every method at every k'; vote needs k' >= 3."""
+        return [(how, kk) for kk in ks for how in self.compose if how != "vote" or kk >= 3]
+
+    def random_baseline_methods(self) -> list[str]:
+        """Baseline masks retrained per (spawn point, density): random (global density),
+        random_matched (the one-shot mask's per-layer densities), and with "reinit" the
+        one-shot mask and every composed mask at the largest k', from a fresh init."""
+        out = [m for m in ("random", "random_matched") if m in self.random_baselines]
+        if "reinit" in self.random_baselines:
+            ks = self.effective_k_values()[-1:]
+            out += ["baseline_reinit"] + [f"{how}_reinit" for how, _ in self.compose_methods(ks)]
+        return out
+
+    def imp_rewind(self) -> int:
+        """The epoch IMP rewinds to: --imp_rewind_epoch, else the last retraining spawn point."""
+        return max(self.retrain_spawn_epochs) if self.imp_rewind_epoch is None else self.imp_rewind_epoch
+
+    def imp_siblings(self) -> int:
+        return self.k if self.imp_k is None else self.imp_k
+
+    def imp_chains(self) -> list[str]:
+        """IMP's chains: single-network IMP, one-shot at the same densities, and one parallel
+        chain per composition method (vote needs 3 siblings)."""
+        return ["imp", "oneshot"] + [how for how in self.imp_compose
+                                     if how != "vote" or self.imp_siblings() >= 3]
 
     def run_id(self) -> str:
         """12 hex digits hashing the non-default, hashed fields (sorted JSON)."""
@@ -183,6 +229,28 @@ class Config:
              "needs 0 (off) or at least 2 networks to compare")
         need(is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
              "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
+        bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
+        need(not bad, "random_baselines",
+             f"unknown baselines {bad}; choose from random, random_matched, reinit")
+        need(is_int(self.lmc_pairs) and 0 <= 2 * self.lmc_pairs <= self.k, "lmc_pairs",
+             f"needs 0..{self.k // 2} (disjoint pairs of --k={self.k} siblings), got "
+             f"{self.lmc_pairs!r}")
+        need(is_int(self.lmc_points) and self.lmc_points >= 2, "lmc_points",
+             f"must be an integer >= 2 (the path's two end points at least), got {self.lmc_points!r}")
+        bad = [b for b in self.lmc_bn if b not in ("interpolate", "recompute")]
+        need(not bad and (len(self.lmc_bn) > 0 or self.lmc_pairs == 0), "lmc_bn",
+             f"choose one or both of interpolate, recompute, got {list(self.lmc_bn)}")
+        need(is_int(self.imp_levels) and self.imp_levels >= 0, "imp_levels",
+             f"must be an integer >= 0, got {self.imp_levels!r}")
+        need(isinstance(self.imp_rate, (int, float)) and 0 < self.imp_rate < 1, "imp_rate",
+             f"the fraction pruned per level must lie in (0, 1), got {self.imp_rate!r}")
+        need(self.imp_rewind_epoch is None or self.imp_rewind_epoch in self.spawn_epochs,
+             "imp_rewind_epoch", f"must be one of --spawn_epochs {list(self.spawn_epochs)} (the "
+             f"weights kept for rewinding), got {self.imp_rewind_epoch!r}")
+        need(self.imp_k is None or (is_int(self.imp_k) and 2 <= self.imp_k <= self.k), "imp_k",
+             f"must be in 2..{self.k} (siblings per level of parallel IMP), got {self.imp_k!r}")
+        bad = [c for c in self.imp_compose if c not in ("union", "intersection", "vote")]
+        need(not bad, "imp_compose", f"unknown methods {bad}; choose from union, intersection, vote")
         for flag in ("train_subset", "test_subset"):
             v = getattr(self, flag)
             need(v is None or (is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
@@ -201,11 +269,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lr_drop_epochs=(6, 9), k=4, spawn_epochs=(0, 1, 3),
                   densities=(0.8**3, 0.8**7, 0.8**10, 0.8**14), independent_inits=2,
                   k_values=(2, 4), retrain_spawn_epochs=(1,), retrain_densities=(0.8**7, 0.8**14),
-                  baseline_siblings=2),
+                  baseline_siblings=2, random_baselines=("random", "random_matched", "reinit"),
+                  lmc_pairs=2, imp_levels=4, imp_rate=0.36, imp_k=2),
     "smoke": dict(dataset="synthetic", model_depth=8, model_width=4, train_subset=256,
                   test_subset=128, epochs=3, lr_drop_epochs=(2,), batch_size=64, k=3,
                   spawn_epochs=(0, 1), densities=(0.5, 0.2), independent_inits=2, k_values=(2, 3),
-                  retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2),
+                  retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2,
+                  random_baselines=("random", "random_matched", "reinit"), lmc_points=5,
+                  imp_levels=2, imp_k=2),
 }
 
 

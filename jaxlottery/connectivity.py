@@ -9,7 +9,7 @@ BatchNorm statistics on the path are either interpolated with the weights
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -51,11 +51,13 @@ def _batch_stats(variables: dict, data: data_lib.DeviceData, start: jax.Array, *
 
 
 def error_barrier(a: dict, b: dict, data: data_lib.DeviceData, model: nn.Module,
-                  points: int = 31, bn: str = "interpolate", eval_batch: int = 1000) -> dict:
+                  points: int = 31, bn: str = "interpolate", eval_batch: int = 1000,
+                  on_point: Callable[[], Any] | None = None) -> dict:
     """Test error along the line from `a` to `b` (variables dicts) and its barrier height.
 
     Returns alphas, errors (fractions), the end points' errors and `barrier` = max error -
-    mean of the end errors, in fractions (x100 for points)."""
+    mean of the end errors, in fractions (x100 for points). `on_point()` runs after each
+    point (a progress bar's update)."""
     if bn not in ("interpolate", "recompute"):
         raise ValueError(f"bn must be 'interpolate' or 'recompute', got {bn!r}")
     if points < 2:
@@ -67,6 +69,8 @@ def error_barrier(a: dict, b: dict, data: data_lib.DeviceData, model: nn.Module,
         if bn == "recompute":
             v = recompute_batch_stats(v, data, model)
         errors.append(1.0 - train_lib.evaluate(v, data, model, eval_batch)["accuracy"])
+        if on_point is not None:
+            on_point()
     ends = (errors[0], errors[-1])
     return {"alphas": alphas.tolist(), "errors": errors, "end_errors": list(ends), "bn": bn,
             "barrier": float(max(errors) - np.mean(ends))}

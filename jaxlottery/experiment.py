@@ -7,12 +7,16 @@ Stages (folders of the run directory `<workdir>/<run_id>/`):
    `independent/`: the control, networks from different inits trained the same way.
 3. `masks/`: one-shot global magnitude masks of every sibling at every density.
 4. `consistency.json`: pairwise IoU and overlap, against the naive and layer-matched chance,
-   the spawn weights' own mask, and independently initialized networks.
-5. `composition/e<t>.npz`: union / intersection / majority-vote masks at matched density from
-   the first k' siblings, one-shot baselines (single siblings), optional random masks.
-6. `retrain/e<t>/`: every mask of stage 5 retrained from W_t for the rest of the schedule,
-   stacked and trained together like siblings.
-7. `results.json`, CSV tables, figures and `report.md` (jaxlottery.report).
+   the spawn weights' own mask, and independently initialized networks; per layer too.
+5. `connectivity/e<t>.json`: the error barrier on the line between disjoint sibling pairs.
+6. `composition/e<t>.npz`: union / intersection / majority-vote masks at matched density from
+   the first k' siblings, one-shot baselines (single siblings), and the random and
+   re-initialized baselines.
+7. `retrain/e<t>/`: every mask of stage 6 retrained from W_t (or a fresh init, for the
+   re-initialized baselines) for the rest of the schedule, stacked and trained together.
+8. `imp/level<L>/`: iterative magnitude pruning rewound to W_t, single-network and parallel
+   (k siblings per level, masks composed), with one-shot masks at the same densities.
+9. `results.json`, CSV tables, figures and `report.md` (jaxlottery.report).
 
 A stage whose output exists is skipped; a training stage checkpoints every epoch and resumes
 from its newest checkpoint, so a killed run restarted with the same command finishes with
@@ -22,8 +26,10 @@ Randomness: all keys derive from `key(config.seed)` with these `fold_in` names:
 INIT (the shared network's init), SHARED_DATA (its data key), SIBLING_DATA -> t -> i (sibling
 i spawned at epoch t), INDEPENDENT -> j (init of control network j; its data key is
 `fold_in(init key, 1)`), RETRAIN_DATA -> t (one data key for every mask retrained from W_t, so
-masks are compared on the same data order), RANDOM_MASKS -> t -> density index, SUBSET (the
-training/test subsets).
+masks are compared on the same data order), RANDOM_MASKS -> t -> density index -> 0 (global)
+or 1 (layer-matched), SUBSET (the training/test subsets), REINIT -> t (the fresh init of the
+re-initialized baselines), IMP_DATA -> level -> i (sibling i of every IMP chain at a level;
+single-network IMP and its one-shot baseline use i = 0).
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlottery
-from jaxlottery import checkpoint, data as data_lib, files, masks, models, sharding, siblings
+from jaxlottery import checkpoint, connectivity, data as data_lib, files, imp, masks, models
+from jaxlottery import sharding, siblings
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config
 
-INIT, SHARED_DATA, SIBLING_DATA, INDEPENDENT, RETRAIN_DATA, RANDOM_MASKS, SUBSET = range(7)
+(INIT, SHARED_DATA, SIBLING_DATA, INDEPENDENT, RETRAIN_DATA, RANDOM_MASKS, SUBSET, REINIT,
+ IMP_DATA) = range(9)
 
 
 class ConfigMismatch(RuntimeError):
@@ -129,9 +137,12 @@ def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress
     indep = stage_independent(ctx)
     mask_files = stage_masks(ctx, sibs, indep, shared)
     consistency = stage_consistency(ctx, mask_files)
+    lmc = stage_connectivity(ctx, sibs)
     composed = {t: stage_composition(ctx, t, sibs[t], shared[t]) for t in config.retrain_spawn_epochs}
     retrained = {t: stage_retrain(ctx, t, shared[t], composed[t]) for t in config.retrain_spawn_epochs}
-    results = assemble(ctx, sibs, indep, consistency, retrained)
+    t_imp = config.imp_rewind()
+    imp_rows = stage_imp(ctx, sibs[t_imp], shared[t_imp]) if config.imp_levels else None
+    results = assemble(ctx, sibs, indep, consistency, retrained, lmc, imp_rows)
     from jaxlottery import report
 
     _write(report.write, rundir, results)
@@ -234,7 +245,7 @@ def stage_shared(ctx: Context) -> dict[int, dict]:
                     _write(checkpoint.save_arrays, files[epoch + 1],
                            train_lib.variables(siblings.index(st, 0)))
 
-            bar = _bar(ctx, "[1/7] shared training", last * ctx.spe)
+            bar = _bar(ctx, "[1/9] shared training", last * ctx.spe)
             train_stage(ctx, "shared", states, keys, bar, until=last * ctx.spe, evaluate=False,
                         on_epoch=keep_spawn_points)
             if bar is not None:
@@ -251,7 +262,7 @@ def stage_siblings(ctx: Context, t: int, spawn_vars: dict) -> dict:
     states = siblings.spawn(spawn_vars, cfg.k, ctx.recipe, step=t * ctx.spe)
     keys = [ctx.key(SIBLING_DATA, t, i) for i in range(cfg.k)]
     return _trained(ctx, os.path.join("siblings", f"e{t}"), states, keys,
-                    f"[2/7] siblings spawned at epoch {t}")
+                    f"[2/9] siblings spawned at epoch {t}")
 
 
 def stage_independent(ctx: Context) -> dict | None:
@@ -264,7 +275,7 @@ def stage_independent(ctx: Context) -> dict | None:
              for j in range(cfg.independent_inits)]
     states = siblings.stack([train_lib.init_state(v, ctx.recipe) for v in inits])
     keys = [ctx.key(INDEPENDENT, j, 1) for j in range(cfg.independent_inits)]
-    return _trained(ctx, "independent", states, keys, "[2/7] independent inits (control)")
+    return _trained(ctx, "independent", states, keys, "[2/9] independent inits (control)")
 
 
 def _trained(ctx: Context, folder: str, states, keys: list, desc: str) -> dict:
@@ -359,11 +370,49 @@ def _offdiag(mat) -> np.ndarray:
     return mat[np.triu_indices(mat.shape[0], 1)]
 
 
-# --- stage 5: composition ----------------------------------------------------------------------------
+# --- stage 5: linear mode connectivity ---------------------------------------------------------------
+
+
+def stage_connectivity(ctx: Context, sibs: dict) -> list[dict]:
+    """The error barrier between disjoint sibling pairs (0, 1), (2, 3), ... at every spawn point,
+    with BN statistics interpolated and/or recomputed (`lmc_bn`); one row per curve."""
+    cfg = ctx.config
+    if cfg.lmc_pairs == 0:
+        return []
+    paths = {t: ctx.path("connectivity", f"e{t}.json") for t in cfg.spawn_epochs}
+    todo = [t for t in cfg.spawn_epochs if not _done(ctx, paths[t])]
+    bar = _bar(ctx, "[5/9] mode connectivity (points evaluated)",
+               len(todo) * cfg.lmc_pairs * len(cfg.lmc_bn) * cfg.lmc_points)
+    for t in todo:
+        t0, rows = time.perf_counter(), []
+        variables = sibs[t]["variables"]
+        for p in range(cfg.lmc_pairs):
+            a, b = siblings.index(variables, 2 * p), siblings.index(variables, 2 * p + 1)
+            for bn in cfg.lmc_bn:
+                res = connectivity.error_barrier(
+                    a, b, ctx.data, ctx.model, points=cfg.lmc_points, bn=bn,
+                    eval_batch=cfg.eval_batch, on_point=None if bar is None else bar.update)
+                rows.append(dict(res, spawn_epoch=t, pair=[2 * p, 2 * p + 1]))
+        ctx.timing["connectivity"] = ctx.timing.get("connectivity", 0.0) + time.perf_counter() - t0
+        _write(checkpoint.write_json, paths[t], rows)
+    if bar is not None:
+        bar.close()
+    return [r for t in cfg.spawn_epochs for r in checkpoint.read_json(paths[t])]
+
+
+# --- stage 6: composition ----------------------------------------------------------------------------
+
+
+def _compose(params: Any, density: float, how: str, k: int):
+    """Compose k siblings by name (vote: a majority); returns (mask, at_least, sibling density)."""
+    at_least = imp.at_least(how, k)
+    m, sd = masks.compose(params, density, how=at_least)
+    return m, at_least, float(sd)
 
 
 def stage_composition(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
-    """The masks to retrain from W_t: composed, baselines, random; with their metadata."""
+    """The masks to retrain from W_t: composed, one-shot baselines, random and re-initialized
+    baselines; with their metadata (method, k, densities, whether re-initialized)."""
     cfg = ctx.config
     mask_path = ctx.path("composition", f"e{t}.npz")
     meta_path = ctx.path("composition", f"e{t}.json")
@@ -372,74 +421,187 @@ def stage_composition(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict
         entries, ms = [], []
 
         def add(entry: dict, m, d: float):
-            entries.append(dict(entry, target_density=d, achieved_density=float(masks.density(m))))
+            entries.append(dict({"reinit": False}, **entry, target_density=d,
+                                achieved_density=float(masks.density(m))))
             ms.append(m)
 
+        k_max = cfg.effective_k_values()[-1]
         for j, d in enumerate(cfg.retrain_densities):
-            for kk in cfg.effective_k_values():
-                first = jax.tree.map(lambda x: x[:kk], params)
-                for how in cfg.compose:
-                    if how == "vote" and kk < 3:
-                        continue
-                    at_least = {"union": 1, "intersection": kk}.get(how, kk // 2 + 1)
-                    m, sd = masks.compose(first, d, how=how if how != "vote" else at_least)
-                    add({"method": how, "k": kk, "at_least": at_least,
-                         "sibling_density": float(sd)}, m, d)
-            for i in range(cfg.baseline_siblings):
-                add({"method": "baseline", "k": 1, "sibling": i, "sibling_density": d},
-                    masks.magnitude_prune(siblings.index(params, i), d), d)
-            if cfg.random_masks:
-                add({"method": "random", "k": 1, "sibling_density": d},
-                    masks.random_mask(ctx.key(RANDOM_MASKS, t, j), spawn_vars["params"], d), d)
+            composed = {}
+            for how, kk in cfg.compose_methods(cfg.effective_k_values()):
+                m, at_least, sd = _compose(jax.tree.map(lambda x: x[:kk], params), d, how, kk)
+                composed[how, kk] = (m, at_least, sd)
+                add({"method": how, "k": kk, "at_least": at_least, "sibling_density": sd}, m, d)
+            one_shot = [masks.magnitude_prune(siblings.index(params, i), d)
+                        for i in range(cfg.baseline_siblings)]
+            for i, m in enumerate(one_shot):
+                add({"method": "baseline", "k": 1, "sibling": i, "sibling_density": d}, m, d)
+            for method in cfg.random_baseline_methods():
+                if method == "random":
+                    m = masks.random_mask(ctx.key(RANDOM_MASKS, t, j, 0), spawn_vars["params"], d)
+                    add({"method": method, "k": 1, "sibling_density": d}, m, d)
+                elif method == "random_matched":
+                    m = masks.random_mask_like(ctx.key(RANDOM_MASKS, t, j, 1), one_shot[0])
+                    add({"method": method, "k": 1, "sibling_density": d}, m, d)
+                elif method == "baseline_reinit":
+                    add({"method": method, "k": 1, "sibling": 0, "sibling_density": d,
+                         "reinit": True}, one_shot[0], d)
+                else:
+                    m, at_least, sd = composed[method.removesuffix("_reinit"), k_max]
+                    add({"method": method, "k": k_max, "at_least": at_least,
+                         "sibling_density": sd, "reinit": True}, m, d)
         _write(masks.save, mask_path, masks.stack(ms))
         _write(checkpoint.write_json, meta_path, entries)
     return {"masks": mask_path, "entries": checkpoint.read_json(meta_path)}
 
 
-# --- stage 6: retraining ------------------------------------------------------------------------------
+# --- stage 7: retraining ------------------------------------------------------------------------------
 
 
 def stage_retrain(ctx: Context, t: int, spawn_vars: dict, composed: dict) -> list[dict]:
-    """Retrain every mask of stage 5 from W_t, in chunks trained together like siblings."""
+    """Retrain every mask of stage 6 from W_t (the re-initialized baselines from the fresh init
+    REINIT -> t), all on one data order, in chunks trained together like siblings."""
     cfg = ctx.config
     entries = composed["entries"]
     stack = masks.load(composed["masks"], like=spawn_vars["params"])
-    chunk = cfg.retrain_chunk or cfg.k
-    chunk = min(chunk, len(entries))
-    n_chunks = -(-len(entries) // chunk)
+    fresh = None
+    if any(e.get("reinit") for e in entries):
+        fresh = models.init(ctx.key(REINIT, t), cfg.model_depth, cfg.model_width,
+                            ctx.dataset.num_classes, ctx.dataset.image_shape)
+    outcome = _retrain(ctx, os.path.join("retrain", f"e{t}"), t, spawn_vars, stack,
+                       [ctx.key(RETRAIN_DATA, t)] * len(entries),
+                       f"[7/9] retraining masks from epoch {t}",
+                       fresh=fresh, reinit=[bool(e.get("reinit")) for e in entries])
+    return [dict(e, spawn_epoch=t, test_accuracy=acc)
+            for e, acc in zip(entries, outcome["test_accuracy"])]
+
+
+def _retrain(ctx: Context, folder: str, t: int, spawn_vars: dict, stack: Any, keys: list,
+             desc: str, fresh: dict | None = None, reinit: list[bool] | None = None,
+             keep_params: bool = False) -> dict:
+    """Train every mask of `stack` from W_t (member i from `fresh` where `reinit[i]`) to the
+    end of the schedule with data key `keys[i]`, in chunks of `retrain_chunk` (default k)
+    members of one compiled shape. Each chunk's test accuracies (and with `keep_params` its
+    final weights) are a finished output of its own, so a rerun skips finished chunks.
+    Returns test_accuracy per member and, with keep_params, the final params as a stack."""
+    cfg = ctx.config
+    n = masks.stack_size(stack)
+    chunk = min(cfg.retrain_chunk or cfg.k, n)
+    n_chunks = -(-n // chunk)
+    done_paths = [ctx.path(folder, f"chunk{c}.json") for c in range(n_chunks)]
+    param_paths = [ctx.path(folder, f"chunk{c}.npz") for c in range(n_chunks)]
     remaining = [c for c in range(n_chunks)
-                 if not _done(ctx, ctx.path("retrain", f"e{t}", f"chunk{c}.json"))]
-    bar = _bar(ctx, f"[6/7] retraining masks from epoch {t}",
-               len(remaining) * (ctx.total_steps - t * ctx.spe))
-    key = ctx.key(RETRAIN_DATA, t)
+                 if not (_done(ctx, done_paths[c]) and (not keep_params or _done(ctx, param_paths[c])))]
+    bar = _bar(ctx, desc, len(remaining) * (ctx.total_steps - t * ctx.spe))
     for c in remaining:
-        ids = list(range(c * chunk, min((c + 1) * chunk, len(entries))))
-        padded = ids + [ids[-1]] * (chunk - len(ids))  # same shape every chunk: one compile
-        ms = jax.tree.map(lambda x: None if x is None else x[np.asarray(padded)], stack,
-                          is_leaf=masks.is_none)
+        ids = list(range(c * chunk, min((c + 1) * chunk, n)))
+        padded = np.asarray(ids + [ids[-1]] * (chunk - len(ids)))  # one shape: one compile
+        ms = jax.tree.map(lambda x: None if x is None else x[padded], stack, is_leaf=masks.is_none)
         states = siblings.spawn(spawn_vars, chunk, ctx.recipe, step=t * ctx.spe)
-        keys = jnp.stack([key] * chunk)
-        folder = os.path.join("retrain", f"e{t}", f"chunk{c}")
-        states, history = train_stage(ctx, folder, states, keys, bar, ms=ms, evaluate=False)
+        if reinit is not None and any(reinit[i] for i in padded):
+            states = _start_fresh(states, fresh, np.asarray([reinit[i] for i in padded]))
+        states, history = train_stage(ctx, os.path.join(folder, f"chunk{c}"), states,
+                                      jnp.stack([keys[i] for i in padded]), bar, ms=ms,
+                                      evaluate=False)
         final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch)
-        _write(checkpoint.write_json, ctx.path("retrain", f"e{t}", f"chunk{c}.json"), {
+        if keep_params:
+            _write(checkpoint.save_arrays, param_paths[c],
+                   jax.tree.map(lambda x: x[:len(ids)], states.params))
+        _write(checkpoint.write_json, done_paths[c], {
             "ids": ids, "test_accuracy": [final[i]["accuracy"] for i in range(len(ids))],
             "train_loss": history[-1]["train_loss"][:len(ids)] if history else None})
     if bar is not None:
         bar.close()
-    out = [dict(e, spawn_epoch=t) for e in entries]
+    accuracy = [None] * n
     for c in range(n_chunks):
-        res = checkpoint.read_json(ctx.path("retrain", f"e{t}", f"chunk{c}.json"))
+        res = checkpoint.read_json(done_paths[c])
         for i, acc in zip(res["ids"], res["test_accuracy"]):
-            out[i]["test_accuracy"] = acc
+            accuracy[i] = acc
+    out = {"test_accuracy": accuracy}
+    if keep_params:
+        like = spawn_vars["params"]
+        parts = [checkpoint.load_arrays(param_paths[c], like, as_numpy=True) for c in range(n_chunks)]
+        out["params"] = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
     return out
+
+
+def _start_fresh(states: train_lib.TrainState, fresh: dict, which: np.ndarray) -> train_lib.TrainState:
+    """Members `which` of a freshly spawned stack start from `fresh` variables instead."""
+    def pick(stacked, new):
+        sel = which.reshape((-1,) + (1,) * new.ndim)
+        return jnp.where(sel, new[None], stacked)
+
+    return states._replace(params=jax.tree.map(pick, states.params, fresh["params"]),
+                           batch_stats=jax.tree.map(pick, states.batch_stats, fresh["batch_stats"]))
+
+
+# --- stage 8: iterative magnitude pruning -------------------------------------------------------------
+
+
+def stage_imp(ctx: Context, sib: dict, spawn_vars: dict) -> list[dict]:
+    """IMP rewound to W_t (t = imp_rewind()), `imp_levels` levels of `imp_rate` each.
+
+    Level 0 is the siblings stage: single-network IMP starts from sibling 0, every parallel
+    chain from siblings 0..imp_k-1. At level L each chain's mask is made from its level L-1
+    networks (pruned further, or composed at exactly the level's density), and all chains'
+    networks train together from W_t; `oneshot` prunes the dense sibling 0 straight to the
+    level's density (its level 1 is IMP's level 1, so it is not trained twice). Returns one
+    row per (chain, level, member) with its mask density and test accuracy."""
+    cfg = ctx.config
+    t, n_sib, chains = cfg.imp_rewind(), cfg.imp_siblings(), cfg.imp_chains()
+    dense = jax.tree.map(np.asarray, sib["variables"]["params"])  # host: slicing compiles nothing
+    current = {"imp": (masks.ones_like(siblings.index(dense, 0)), jax.tree.map(lambda x: x[:1], dense))}
+    for how in chains[2:]:
+        current[how] = (masks.ones_like(siblings.index(dense, 0)),
+                        jax.tree.map(lambda x: x[:n_sib], dense))
+    rows = []
+    for level in range(1, cfg.imp_levels + 1):
+        d = imp.level_density(level, cfg.imp_rate)
+        folder = os.path.join("imp", f"level{level}")
+        mask_path, meta_path = ctx.path(folder, "masks.npz"), ctx.path(folder, "members.json")
+        if not (_done(ctx, mask_path) and _done(ctx, meta_path)):
+            members, ms = [], []
+            for chain in chains:
+                if chain == "imp":
+                    m, size = imp.prune_further(siblings.index(current["imp"][1], 0),
+                                                current["imp"][0], d), 1
+                elif chain == "oneshot":
+                    if level == 1:
+                        continue
+                    m, size = masks.magnitude_prune(siblings.index(dense, 0), d), 1
+                else:
+                    m, size = imp.compose_further(current[chain][1], current[chain][0], d,
+                                                  imp.at_least(chain, n_sib)), n_sib
+                for i in range(size):
+                    members.append({"chain": chain, "member": i, "level": level,
+                                    "target_density": d, "achieved_density": float(masks.density(m))})
+                    ms.append(m)
+            _write(masks.save, mask_path, masks.stack(ms))
+            _write(checkpoint.write_json, meta_path, members)
+        members = checkpoint.read_json(meta_path)
+        stack = masks.load(mask_path, like=spawn_vars["params"])
+        keys = [ctx.key(IMP_DATA, level, m["member"]) for m in members]
+        outcome = _retrain(ctx, folder, t, spawn_vars, stack, keys,
+                           f"[8/9] IMP level {level}/{cfg.imp_levels} ({100 * d:.1f}%)",
+                           keep_params=True)
+        for i, m in enumerate(members):
+            rows.append(dict(m, spawn_epoch=t, test_accuracy=outcome["test_accuracy"][i]))
+            if level == 1 and m["chain"] == "imp" and "oneshot" in chains:
+                rows.append(dict(rows[-1], chain="oneshot", same_as="imp"))
+        for chain in chains:
+            if chain == "oneshot":
+                continue
+            idx = np.asarray([i for i, m in enumerate(members) if m["chain"] == chain])
+            current[chain] = (siblings.index(stack, int(idx[0])),
+                              jax.tree.map(lambda x: x[idx], outcome["params"]))
+    return rows
 
 
 # --- results ------------------------------------------------------------------------------------------
 
 
 def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
-             retrained: dict) -> dict:
+             retrained: dict, lmc: list[dict] | None = None, imp_rows: list[dict] | None = None) -> dict:
     cfg = ctx.config
     dense = []
     for t, s in sibs.items():
@@ -451,21 +613,12 @@ def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
         acc = indep["history"][-1]["test_accuracy"]
         dense.append({"spawn_epoch": None, "control": "independent_inits", "test_accuracy": acc,
                       "mean": float(np.mean(acc)), "std": float(np.std(acc))})
-    composition = []
-    for t, entries in retrained.items():
-        groups: dict = {}
-        for e in entries:
-            groups.setdefault((e["method"], e["k"], e["target_density"]), []).append(e)
-        for (method, kk, d), es in groups.items():
-            accs = [e["test_accuracy"] for e in es]
-            composition.append({
-                "spawn_epoch": t, "method": method, "k": kk, "target_density": d,
-                "achieved_density": float(np.mean([e["achieved_density"] for e in es])),
-                "sibling_density": float(np.mean([e["sibling_density"] for e in es])),
-                "test_accuracy_mean": float(np.mean(accs)), "test_accuracy_std": float(np.std(accs)),
-                "n": len(accs)})
+    retrained_rows = _grouped([e for es in retrained.values() for e in es],
+                              ("spawn_epoch", "method", "k", "target_density"))
+    extra = set(cfg.random_baseline_methods())
     images = sum(ctx.images.values())
-    seconds = sum(ctx.timing.values())
+    training = {k: v for k, v in ctx.timing.items() if k != "connectivity"}
+    seconds = sum(training.values())
     return {
         "config": cfg.to_dict(),
         "run_id": cfg.run_id(),
@@ -477,13 +630,54 @@ def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
         "dense": dense,
         "consistency": consistency["rows"],
         "consistency_layers": consistency["layers"],
-        "composition": composition,
+        "composition": [r for r in retrained_rows if r["method"] not in extra],
+        "random_baselines": [r for r in retrained_rows if r["method"] in extra],
+        "connectivity": lmc or [],
+        "imp": (_grouped(imp_rows, ("chain", "level", "target_density"))
+                + _imp_dense(cfg, sibs) if imp_rows else []),
         "retrained_masks": [e for es in retrained.values() for e in es],
-        "timing": {"seconds_per_stage": dict(ctx.timing), "train_images": images,
+        "imp_members": imp_rows or [],
+        "timing": {"seconds_per_stage": training, "train_images": images,
+                   "connectivity_seconds": ctx.timing.get("connectivity"),
                    "images_per_s": images / seconds if seconds else None,
                    "device": jax.devices()[0].device_kind},
         "environment": environment(),
     }
+
+
+def _grouped(entries: list[dict], by: tuple[str, ...]) -> list[dict]:
+    """Mean and std of test accuracy (and mean densities) over entries sharing the `by` fields."""
+    groups: dict = {}
+    for e in entries:
+        groups.setdefault(tuple(e[f] for f in by), []).append(e)
+    rows = []
+    for values, es in groups.items():
+        accs = [e["test_accuracy"] for e in es]
+        row = dict(zip(by, values))
+        for f in ("spawn_epoch", "reinit"):
+            if f in es[0] and f not in row:
+                row[f] = es[0][f]
+        row["achieved_density"] = float(np.mean([e["achieved_density"] for e in es]))
+        if "sibling_density" in es[0]:
+            row["sibling_density"] = float(np.mean([e["sibling_density"] for e in es]))
+        row.update(test_accuracy_mean=float(np.mean(accs)), test_accuracy_std=float(np.std(accs)),
+                   n=len(accs))
+        rows.append(row)
+    return rows
+
+
+def _imp_dense(cfg: Config, sibs: dict) -> list[dict]:
+    """Level 0 of every IMP chain: the dense siblings it starts from."""
+    t = cfg.imp_rewind()
+    hist = sibs[t]["history"]
+    if not hist:
+        return []
+    acc = hist[-1]["test_accuracy"]
+    return [{"chain": chain, "level": 0, "target_density": 1.0, "achieved_density": 1.0,
+             "spawn_epoch": t, "test_accuracy_mean": float(np.mean(acc[:n])),
+             "test_accuracy_std": float(np.std(acc[:n])), "n": n}
+            for chain in cfg.imp_chains()
+            for n in [1 if chain in ("imp", "oneshot") else cfg.imp_siblings()]]
 
 
 def environment() -> dict:
@@ -539,6 +733,10 @@ def _summary(ctx: Context) -> None:
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
     ctx.log(siblings.strategy_note(cfg.strategy))
+    if all(os.path.exists(ctx.path("siblings", f"e{t}", "final.npz")) for t in cfg.spawn_epochs):
+        ctx.log("estimate: skipped, the sibling stages are done (resuming); what remains is "
+                "retraining and evaluation")
+        return
     img_s = _measure_throughput(ctx)
     seconds = total * n / img_s
     ctx.log(f"estimate: {duration(seconds)} of training at {img_s:,.0f} images/s for {cfg.k} "

@@ -15,15 +15,29 @@ import numpy as np
 from jaxlottery.files import atomic_write_bytes
 
 FIGURES = ("overlap_vs_spawn.png", "accuracy_vs_density.png", "layer_overlap.png")
+EXTRA_FIGURES = {"connectivity": "connectivity.png", "random_baselines": "baselines.png",
+                 "imp": "imp.png"}
+TABLES = ("dense", "consistency", "consistency_layers", "composition", "random_baselines", "imp")
+
+
+def figures(results: dict) -> list[str]:
+    """The figures a results dict gets: the paper's three, and one per analysis beyond the
+    paper that ran (connectivity, random baselines, IMP)."""
+    return list(FIGURES) + [f for section, f in EXTRA_FIGURES.items() if results.get(section)]
 
 
 def write(rundir: str, results: dict) -> None:
     """CSV tables, PNG figures and report.md into `rundir`, each written atomically."""
-    for name in ("dense", "consistency", "consistency_layers", "composition"):
-        _write_csv(os.path.join(rundir, f"{name}.csv"), results[name])
-    figure_overlap(results, os.path.join(rundir, FIGURES[0]))
-    figure_accuracy(results, os.path.join(rundir, FIGURES[1]))
-    figure_layers(results, os.path.join(rundir, FIGURES[2]))
+    for name in TABLES:
+        if name in results:
+            _write_csv(os.path.join(rundir, f"{name}.csv"), results[name])
+    if results.get("connectivity"):
+        _write_csv(os.path.join(rundir, "connectivity.csv"), connectivity_table(results))
+    draw = {FIGURES[0]: figure_overlap, FIGURES[1]: figure_accuracy, FIGURES[2]: figure_layers,
+            EXTRA_FIGURES["connectivity"]: figure_connectivity,
+            EXTRA_FIGURES["random_baselines"]: figure_baselines, EXTRA_FIGURES["imp"]: figure_imp}
+    for name in figures(results):
+        draw[name](results, os.path.join(rundir, name))
     atomic_write_bytes(os.path.join(rundir, "report.md"), markdown(results).encode())
 
 
@@ -56,14 +70,16 @@ def consistency_verdict(results: dict) -> str:
     return line
 
 
-def composition_deltas(results: dict) -> list[dict]:
-    """For each (spawn epoch, k, density, method): accuracy minus the one-shot baseline."""
-    rows = results["composition"]
-    base = {(r["spawn_epoch"], r["target_density"]): r for r in rows if r["method"] == "baseline"}
+def composition_deltas(results: dict, section: str = "composition") -> list[dict]:
+    """For each (spawn epoch, k, density, method) of `section` (composition or
+    random_baselines): accuracy minus the one-shot baseline's."""
+    rows = results.get(section) or []
+    base = {(r["spawn_epoch"], r["target_density"]): r for r in results["composition"]
+            if r["method"] == "baseline"}
     out = []
     for r in rows:
         b = base.get((r["spawn_epoch"], r["target_density"]))
-        if r["method"] in ("baseline", "random") or b is None:
+        if r["method"] == "baseline" or b is None:
             continue
         noise = b["test_accuracy_std"] if b["n"] > 1 else None
         delta = 100 * (r["test_accuracy_mean"] - b["test_accuracy_mean"])
@@ -93,6 +109,90 @@ def composition_verdict(results: dict) -> str:
     return "; ".join(parts) + "."
 
 
+def connectivity_table(results: dict) -> list[dict]:
+    """Barrier per (spawn epoch, BN mode): mean and std over sibling pairs, in points, beside
+    the sibling mask IoU (and its excess over layer-matched chance) at the reference density."""
+    rows = results.get("connectivity") or []
+    cons = results["consistency"]
+    d = reference_density(sorted({r["density"] for r in cons}))
+    iou = {r["spawn_epoch"]: r for r in cons if r["density"] == d}
+    out = []
+    for t in sorted({r["spawn_epoch"] for r in rows}):
+        for bn in dict.fromkeys(r["bn"] for r in rows):
+            bs = [100 * r["barrier"] for r in rows if r["spawn_epoch"] == t and r["bn"] == bn]
+            if not bs:
+                continue
+            c = iou.get(t, {})
+            out.append({"spawn_epoch": t, "bn": bn, "barrier_points": float(np.mean(bs)),
+                        "barrier_std": float(np.std(bs)), "pairs": len(bs),
+                        "stable": bool(np.mean(bs) < 2.0), "density": d,
+                        "iou_mean": c.get("iou_mean"),
+                        "iou_excess": (c["iou_mean"] - c["layer_matched_chance_iou"]) if c else None})
+    return out
+
+
+def connectivity_verdict(results: dict) -> str:
+    table = connectivity_table(results)
+    if not table:
+        return "Mode connectivity was not measured (--lmc_pairs=0)."
+    parts = []
+    for bn in dict.fromkeys(r["bn"] for r in table):
+        rs = sorted((r for r in table if r["bn"] == bn), key=lambda r: r["spawn_epoch"])
+        first, last = rs[0], rs[-1]
+        stable_from = next((r["spawn_epoch"] for r in rs if r["stable"]), None)
+        parts.append(f"BN {bn}: barrier {first['barrier_points']:.1f} -> "
+                     f"{last['barrier_points']:.1f} points from epoch {first['spawn_epoch']} to "
+                     f"{last['spawn_epoch']} ("
+                     + (f"stable, under 2 points, from epoch {stable_from}" if stable_from is not None
+                        else "never under 2 points") + ")")
+    rs = sorted((r for r in table if r["bn"] == table[0]["bn"]), key=lambda r: r["spawn_epoch"])
+    if len(rs) > 1 and rs[0]["iou_mean"] is not None:
+        b = [r["barrier_points"] for r in rs]
+        x = [r["iou_excess"] for r in rs]
+        together = np.corrcoef(b, x)[0, 1] if np.std(b) > 0 and np.std(x) > 0 else float("nan")
+        word = ("fall as mask consistency rises" if together < -0.5 else
+                "rise with mask consistency" if together > 0.5 else "move independently of mask consistency")
+        parts.append(f"across spawn points the barriers {word} (correlation {together:+.2f} with "
+                     f"the IoU excess over layer-matched chance at {100 * rs[0]['density']:.1f}%)")
+    return "; ".join(parts) + "."
+
+
+def baselines_verdict(results: dict) -> str:
+    deltas = composition_deltas(results, "random_baselines")
+    if not deltas:
+        return "No random or re-initialized baselines were retrained (--random_baselines)."
+    parts = []
+    for method in dict.fromkeys(x["method"] for x in deltas):
+        ds = [x["delta_points"] for x in deltas if x["method"] == method]
+        parts.append(f"{method} {np.mean(ds):+.2f}")
+    return ("Accuracy minus the one-shot baseline (rewound), mean over densities, points: "
+            + ", ".join(parts) + ". Negative values mean the magnitude mask *and* the rewound "
+            "weights matter.")
+
+
+def imp_deltas(results: dict) -> list[dict]:
+    """Each chain's accuracy minus single-network IMP's, level by level (levels >= 1)."""
+    rows = [r for r in results.get("imp") or [] if r["level"] > 0]
+    ref = {r["level"]: r for r in rows if r["chain"] == "imp"}
+    return [{"chain": r["chain"], "level": r["level"], "density": r["target_density"],
+             "delta_points": 100 * (r["test_accuracy_mean"] - ref[r["level"]]["test_accuracy_mean"])}
+            for r in rows if r["chain"] != "imp" and r["level"] in ref]
+
+
+def imp_verdict(results: dict) -> str:
+    deltas = imp_deltas(results)
+    if not deltas:
+        return "IMP did not run (--imp_levels=0)."
+    parts = []
+    for chain in dict.fromkeys(x["chain"] for x in deltas):
+        ds = [x for x in deltas if x["chain"] == chain]
+        last = max(ds, key=lambda x: x["level"])
+        name = "one-shot" if chain == "oneshot" else f"parallel IMP ({chain})"
+        parts.append(f"{name} - IMP: mean {np.mean([x['delta_points'] for x in ds]):+.2f} points, "
+                     f"{last['delta_points']:+.2f} at the last level ({100 * last['density']:.1f}%)")
+    return "; ".join(parts) + "."
+
+
 def summary(results: dict) -> str:
     """The terminal summary: consistency at the reference density, composition accuracies."""
     rows = results["consistency"]
@@ -106,10 +206,22 @@ def summary(results: dict) -> str:
                      f"{'-' if indep is None else format(indep, '7.3f'):>7s}")
     lines.append("Composition (test accuracy %, retrained from W_t):")
     lines.append(f"  {'t':>3s} {'density':>8s} {'method':>12s} {'k':>3s} {'acc':>6s} {'std':>5s}")
-    for r in results["composition"]:
-        lines.append(f"  {r['spawn_epoch']:3d} {100 * r['target_density']:7.1f}% {r['method']:>12s} "
+    for r in results["composition"] + (results.get("random_baselines") or []):
+        lines.append(f"  {r['spawn_epoch']:3d} {100 * r['target_density']:7.1f}% {r['method']:>19s} "
                      f"{r['k']:3d} {100 * r['test_accuracy_mean']:6.2f} "
                      f"{100 * r['test_accuracy_std']:5.2f}")
+    if results.get("connectivity"):
+        lines.append("Mode connectivity (error barrier, points; stable under 2):")
+        for r in connectivity_table(results):
+            lines.append(f"  t={r['spawn_epoch']:<3d} {r['bn']:>11s} {r['barrier_points']:6.2f} "
+                         f"+- {r['barrier_std']:.2f} over {r['pairs']} pair(s)")
+    if results.get("imp"):
+        lines.append("IMP (test accuracy %, rewound to epoch "
+                     f"{results['imp'][0]['spawn_epoch']}):")
+        for r in sorted(results["imp"], key=lambda r: (r["level"], r["chain"])):
+            lines.append(f"  level {r['level']:2d} {100 * r['target_density']:6.1f}% "
+                         f"{r['chain']:>12s} {100 * r['test_accuracy_mean']:6.2f} "
+                         f"{100 * r['test_accuracy_std']:5.2f}")
     return "\n".join(lines)
 
 
@@ -160,18 +272,18 @@ def figure_accuracy(results: dict, path: str) -> None:
     """Test accuracy against density: one panel per (spawn epoch, k), methods vs baseline."""
     plt = _plt()
     rows = results["composition"]
-    cells = sorted({(r["spawn_epoch"], r["k"]) for r in rows if r["method"] not in ("baseline", "random")})
+    cells = sorted({(r["spawn_epoch"], r["k"]) for r in rows if r["method"] != "baseline"})
     if not cells:
         cells = [(rows[0]["spawn_epoch"], 1)] if rows else [(0, 1)]
     fig, axes = plt.subplots(1, len(cells), figsize=(3.3 * len(cells), 3.4), squeeze=False,
                              sharey=True)
     dense = {r["spawn_epoch"]: r["mean"] for r in results["dense"] if r.get("spawn_epoch") is not None}
     styles = {"union": ("tab:blue", "o"), "intersection": ("tab:orange", "s"),
-              "vote": ("tab:green", "^"), "baseline": ("black", "D"), "random": ("tab:gray", "v")}
+              "vote": ("tab:green", "^"), "baseline": ("black", "D")}
     for ax, (t, kk) in zip(axes[0], cells):
         for method, (color, marker) in styles.items():
             rs = sorted((r for r in rows if r["spawn_epoch"] == t and r["method"] == method
-                         and (r["k"] == kk or method in ("baseline", "random"))),
+                         and (r["k"] == kk or method == "baseline")),
                         key=lambda r: r["target_density"])
             if rs:
                 ax.errorbar([100 * r["target_density"] for r in rs],
@@ -191,23 +303,143 @@ def figure_accuracy(results: dict, path: str) -> None:
 
 
 def figure_layers(results: dict, path: str) -> None:
-    """Per-layer sibling IoU over layer-matched chance, layers x spawn epoch, at the reference density."""
+    """Per layer x spawn epoch at the reference density: sibling IoU minus chance at the layer's
+    density (left), and the layer's density under global pruning (right)."""
     plt = _plt()
     rows = results["consistency_layers"]
     d = reference_density(sorted({r["density"] for r in rows}))
     rs = [r for r in rows if r["density"] == d]
     layers = sorted(dict.fromkeys(r["layer"] for r in rs), key=_network_order)
     epochs = sorted({r["spawn_epoch"] for r in rs})
-    grid = np.full((len(layers), len(epochs)), np.nan)
+    excess = np.full((len(layers), len(epochs)), np.nan)
+    density = np.full_like(excess, np.nan)
     for r in rs:
-        grid[layers.index(r["layer"]), epochs.index(r["spawn_epoch"])] = r["iou_mean"] - r["chance_iou"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(epochs) + 4, 0.28 * len(layers) + 1.5))
-    im = ax.imshow(grid, aspect="auto", cmap="magma")
-    ax.set_xticks(range(len(epochs)), [str(e) for e in epochs])
-    ax.set_yticks(range(len(layers)), [name.removesuffix("/kernel") for name in layers], fontsize=7)
-    ax.set_xlabel("spawn epoch t")
-    ax.set_title(f"Per-layer sibling IoU minus chance at {100 * d:.1f}% density", fontsize=9)
-    fig.colorbar(im, ax=ax)
+        at = layers.index(r["layer"]), epochs.index(r["spawn_epoch"])
+        excess[at] = r["iou_mean"] - r["chance_iou"]
+        density[at] = 100 * r["layer_density"]
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(epochs) + 6, 0.28 * len(layers) + 1.6),
+                             sharey=True)
+    for ax, grid, cmap, title in ((axes[0], excess, "magma", "sibling IoU minus chance"),
+                                  (axes[1], density, "viridis", "layer density (% kept)")):
+        im = ax.imshow(grid, aspect="auto", cmap=cmap)
+        ax.set_xticks(range(len(epochs)), [str(e) for e in epochs])
+        ax.set_xlabel("spawn epoch t")
+        ax.set_title(f"{title} at {100 * d:.1f}% global density", fontsize=9)
+        fig.colorbar(im, ax=ax)
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v) and len(layers) * len(epochs) <= 200:
+                ax.text(j, i, f"{v:.2f}" if grid is excess else f"{v:.0f}", ha="center",
+                        va="center", fontsize=5.5, color="w" if v < np.nanmean(grid) else "k")
+    axes[0].set_yticks(range(len(layers)), [n.removesuffix("/kernel") for n in layers], fontsize=7)
+    _save(fig, path)
+
+
+def figure_connectivity(results: dict, path: str) -> None:
+    """Test error along the line between siblings, per spawn epoch (left); barrier against
+    spawn epoch (middle) beside mask IoU against spawn epoch (right)."""
+    plt = _plt()
+    rows = results["connectivity"]
+    table = connectivity_table(results)
+    epochs = sorted({r["spawn_epoch"] for r in rows})
+    modes = list(dict.fromkeys(r["bn"] for r in rows))
+    colors = dict(zip(epochs, plt.cm.plasma(np.linspace(0, 0.85, len(epochs)))))
+    styles = dict(zip(modes, ("-", "--")))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for r in rows:
+        if r["pair"] != rows[0]["pair"]:
+            continue
+        axes[0].plot(r["alphas"], [100 * e for e in r["errors"]], color=colors[r["spawn_epoch"]],
+                     ls=styles[r["bn"]], lw=1.2,
+                     label=f"t={r['spawn_epoch']}" if r["bn"] == modes[0] else None)
+    axes[0].set_xlabel("interpolation alpha (sibling 0 -> sibling 1)")
+    axes[0].set_ylabel("test error (%)")
+    axes[0].set_title("error on the path (" + ", ".join(f"{styles[m]} BN {m}" for m in modes) + ")",
+                      fontsize=8)
+    axes[0].legend(fontsize=7)
+    for bn in modes:
+        rs = [r for r in table if r["bn"] == bn]
+        axes[1].errorbar([r["spawn_epoch"] for r in rs], [r["barrier_points"] for r in rs],
+                         yerr=[r["barrier_std"] for r in rs], marker="o", capsize=3,
+                         ls=styles[bn], label=f"BN {bn}")
+    axes[1].axhline(2.0, color="gray", lw=0.8, ls=":")
+    axes[1].set_xlabel("spawn epoch t")
+    axes[1].set_ylabel("error barrier (points)")
+    axes[1].set_title("instability (dotted: 2-point stability line)", fontsize=8)
+    axes[1].legend(fontsize=7)
+    cons = results["consistency"]
+    d = reference_density(sorted({r["density"] for r in cons}))
+    at = sorted((r for r in cons if r["density"] == d), key=lambda r: r["spawn_epoch"])
+    t = [r["spawn_epoch"] for r in at]
+    axes[2].errorbar(t, [r["iou_mean"] for r in at], yerr=[r["iou_std"] for r in at], marker="o",
+                     capsize=3, color="tab:green", label="siblings")
+    axes[2].plot(t, [r["layer_matched_chance_iou"] for r in at], ls=":", color="tab:green",
+                 label="layer-matched chance")
+    axes[2].set_xlabel("spawn epoch t")
+    axes[2].set_ylabel("pairwise IoU of sibling masks")
+    axes[2].set_title(f"mask consistency at {100 * d:.1f}% density", fontsize=8)
+    axes[2].legend(fontsize=7)
+    _save(fig, path)
+
+
+def figure_baselines(results: dict, path: str) -> None:
+    """Test accuracy per mask kind, one panel per (spawn epoch, density): the one-shot baseline
+    and the composed masks at the largest k' (rewound to W_t) against random masks and the
+    same masks re-initialized. The dashed line is the one-shot baseline."""
+    plt = _plt()
+    k_max = max((r["k"] for r in results["composition"]), default=1)
+    rows = [r for r in results["composition"] + results["random_baselines"] if r["k"] in (1, k_max)]
+    cells = sorted({(r["spawn_epoch"], r["target_density"]) for r in results["random_baselines"]},
+                   key=lambda c: (c[0], -c[1]))
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.6 * len(cells) + 1.5, 3.8), squeeze=False,
+                             sharey=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for ax, (t, d) in zip(axes[0], cells):
+        at = {r["method"]: r for r in rows if r["spawn_epoch"] == t and r["target_density"] == d}
+        ys = np.arange(len(methods))
+        acc = [100 * at[m]["test_accuracy_mean"] if m in at else np.nan for m in methods]
+        err = [100 * at[m]["test_accuracy_std"] if m in at else 0 for m in methods]
+        colors = ["tab:gray" if m.startswith("random") else "tab:orange" if m.endswith("_reinit")
+                  else "tab:blue" for m in methods]
+        ax.barh(ys, acc, xerr=err, color=colors, capsize=2)
+        for y, a in zip(ys, acc):
+            if np.isfinite(a):
+                ax.text(a, y, f" {a:.1f}", va="center", fontsize=7)
+        if "baseline" in at:
+            ax.axvline(100 * at["baseline"]["test_accuracy_mean"], color="k", ls="--", lw=0.8)
+        ax.set_yticks(ys, methods, fontsize=7)
+        ax.set_xlim(0, 105)
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_title(f"{100 * d:.1f}% density, from epoch {t}", fontsize=9)
+    axes[0][0].invert_yaxis()  # shared: once for all panels
+    fig.suptitle(f"Baselines (blue: rewound masks, k' = {k_max}; orange: same masks, fresh init; "
+                 "gray: random masks)", fontsize=9)
+    _save(fig, path)
+
+
+def figure_imp(results: dict, path: str) -> None:
+    """Test accuracy against density for IMP, parallel IMP (each composition), one-shot."""
+    plt = _plt()
+    rows = results["imp"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    markers = {"imp": ("black", "D"), "oneshot": ("tab:gray", "v"), "union": ("tab:blue", "o"),
+               "intersection": ("tab:orange", "s"), "vote": ("tab:green", "^")}
+    for chain in dict.fromkeys(r["chain"] for r in rows):
+        rs = sorted((r for r in rows if r["chain"] == chain), key=lambda r: -r["target_density"])
+        color, marker = markers.get(chain, ("tab:red", "x"))
+        label = {"imp": "IMP", "oneshot": "one-shot"}.get(chain, f"parallel IMP, {chain}")
+        ax.errorbar([100 * r["target_density"] for r in rs],
+                    [100 * r["test_accuracy_mean"] for r in rs],
+                    yerr=[100 * r["test_accuracy_std"] for r in rs], color=color, marker=marker,
+                    capsize=3, lw=1, label=label)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ticks = sorted({100 * r["target_density"] for r in rows})
+    ax.set_xticks(ticks, [f"{v:.3g}" for v in ticks])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("density (% kept; IMP level L keeps (1 - rate)^L)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Iterative pruning, rewound to epoch {rows[0]['spawn_epoch']}", fontsize=9)
+    ax.legend(fontsize=7)
     _save(fig, path)
 
 
@@ -279,7 +511,63 @@ def markdown(results: dict) -> str:
                    ("baseline_std_points", "baseline std", ".2f"), ("within_noise", "within noise", "")]),
            f"\n**Verdict:** {composition_verdict(results)}\n",
            f"\n![accuracy]({FIGURES[1]})\n"]
+    out += _beyond_the_paper(results)
     return "\n".join(out)
+
+
+def _beyond_the_paper(results: dict) -> list[str]:
+    """Report sections for the analyses that ran beyond the paper."""
+    out = []
+    if results.get("connectivity"):
+        out += ["\n## Linear mode connectivity\n",
+                "The error barrier on the straight line between two siblings (max test error on "
+                "the path minus the mean of the end errors, "
+                f"{len(results['connectivity'][0]['alphas'])} points; under 2 points counts as "
+                "stable), for disjoint sibling pairs, beside the masks' consistency:\n",
+                _table(connectivity_table(results),
+                       [("spawn_epoch", "t", ""), ("bn", "BN statistics", ""),
+                        ("barrier_points", "barrier (points)", ".2f"), ("barrier_std", "std", ".2f"),
+                        ("pairs", "pairs", ""), ("stable", "stable", ""),
+                        ("iou_mean", "mask IoU", ".3f"), ("iou_excess", "IoU - matched chance", "+.3f")]),
+                f"\n**Reading:** {connectivity_verdict(results)}\n",
+                f"\n![connectivity]({EXTRA_FIGURES['connectivity']})\n"]
+    if results.get("random_baselines"):
+        out += ["\n## Random and re-initialized baselines\n",
+                "`random`: uniformly random masks at the same global density; `random_matched`: "
+                "random within each layer at the one-shot mask's per-layer densities; `*_reinit`: "
+                "the one-shot and composed masks trained from a fresh initialization instead of "
+                "the rewound weights W_t. All retrained like the others:\n",
+                _table(results["random_baselines"],
+                       [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
+                        ("target_density", "density", ".4f"),
+                        ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
+                        ("n", "n", "")]),
+                "\nDifferences to the one-shot baseline (accuracy points):\n",
+                _table(composition_deltas(results, "random_baselines"),
+                       [("spawn_epoch", "t", ""), ("density", "density", ".4f"),
+                        ("method", "method", ""), ("delta_points", "minus baseline", "+.2f"),
+                        ("within_noise", "within noise", "")]),
+                f"\n**Reading:** {baselines_verdict(results)}\n",
+                f"\n![baselines]({EXTRA_FIGURES['random_baselines']})\n"]
+    if results.get("imp"):
+        cfg = results["config"]
+        out += ["\n## Iterative magnitude pruning, single and parallel\n",
+                f"IMP prunes {100 * cfg['imp_rate']:.0f}% of the remaining weights per level and "
+                f"rewinds to epoch {results['imp'][0]['spawn_epoch']}. Parallel IMP trains "
+                f"{cfg['imp_k'] or cfg['k']} siblings per level and composes their masks into the "
+                "next level's mask at exactly the level's density; one-shot prunes the dense "
+                "network straight to each density. Level 0 is the dense network:\n",
+                _table(sorted(results["imp"], key=lambda r: (r["level"], r["chain"])),
+                       [("level", "level", ""), ("target_density", "density", ".4f"),
+                        ("chain", "chain", ""), ("test_accuracy_mean", "test acc", ".4f"),
+                        ("test_accuracy_std", "std", ".4f"), ("n", "n", "")]),
+                "\nDifferences to single-network IMP (accuracy points):\n",
+                _table(imp_deltas(results),
+                       [("level", "level", ""), ("density", "density", ".4f"), ("chain", "chain", ""),
+                        ("delta_points", "minus IMP", "+.2f")]),
+                f"\n**Reading:** {imp_verdict(results)}\n",
+                f"\n![imp]({EXTRA_FIGURES['imp']})\n"]
+    return out
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:

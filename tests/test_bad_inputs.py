@@ -49,6 +49,10 @@ FLAGS = [
     ("no baseline siblings", ["--baseline_siblings=0"]), ("zero-image subset", ["--train_subset=0"]),
     ("LR drop after the end", ["--lr_drop_epochs=500"]), ("unknown flag", ["--kk=3"]),
     ("unknown TFDS name", ["--dataset=cifar11"]),
+    ("more LMC pairs than siblings allow", ["--k=4", "--lmc_pairs=3"]),
+    ("IMP pruning everything per level", ["--imp_levels=3", "--imp_rate=1"]),
+    ("IMP rewind point not a spawn point", ["--imp_levels=3", "--imp_rewind_epoch=3"]),
+    ("unknown random baseline", ["--random_baselines=random,shuffled"]),
 ]
 
 

@@ -29,7 +29,7 @@ def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():
     # Pinned: changing how ids are computed would orphan every existing run directory.
     assert Config().run_id() == "44136fa355b3"  # sha256("{}"): nothing differs from default
     assert Config(k=5).run_id() == "7b88004a9ffe"
-    assert config.preset("smoke").run_id() == "117aafc209d9"
+    assert config.preset("smoke").run_id() == "1476c3cb16b4"
     # Explicitly passing a default, or changing where/how fast, keeps the id.
     assert Config(k=10, seed=0).run_id() == Config().run_id()
     assert Config(strategy="vmap", data_dir="/data", retrain_chunk=4).run_id() == Config().run_id()

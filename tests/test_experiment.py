@@ -3,8 +3,11 @@ resume: tests/test_reliability.py)."""
 
 import os
 
+import jax
+import numpy as np
+import pytest
 
-from jaxlottery import experiment, siblings
+from jaxlottery import checkpoint, experiment, masks, siblings
 
 from conftest import SMOKE, comparable
 
@@ -41,6 +44,11 @@ def test_smoke_run_writes_every_stage(smoke):
     assert len(dense) == 2 and all(len(r["test_accuracy"]) == 3 for r in dense)
     report = open(os.path.join(rundir, "report.md")).read()
     assert report.count("**Verdict:**") == 2 and "synthetic" in report
+    for section in ("## Linear mode connectivity", "## Random and re-initialized baselines",
+                    "## Iterative magnitude pruning"):
+        assert section in report
+    for png in ("connectivity.png", "baselines.png", "imp.png"):
+        assert png in files and f"]({png})" in report
     assert "Claim 1 (consistency)" in out and "report.md" in out
 
 
@@ -59,3 +67,71 @@ def test_second_run_skips_every_stage(smoke, monkeypatch):
     finally:
         os.replace(os.path.join(rundir, "results.keep"), os.path.join(rundir, "results.json"))
     assert comparable(again) == comparable(results)
+
+
+# --- beyond the paper: IMP, connectivity, baselines -------------------------------------------
+
+def _mask_count(m):
+    return int(masks.count(m)[0])
+
+
+def test_imp_levels_keep_the_schedule_exactly_and_only_shrink(smoke):
+    _, rundir, results, _ = smoke
+    previous = {}
+    for level in (1, 2):
+        members = checkpoint.read_json(os.path.join(rundir, "imp", f"level{level}", "members.json"))
+        stack = masks.unstack(masks.load(os.path.join(rundir, "imp", f"level{level}", "masks.npz")))
+        chains = {m["chain"] for m in members}
+        assert chains == ({"imp", "union", "intersection"} | ({"oneshot"} if level > 1 else set()))
+        for m, mask in zip(members, stack):
+            n = masks.count(mask)[1]
+            assert _mask_count(mask) == int(np.floor(0.8**level * n + 0.5)), m
+            if m["chain"] in previous:  # an IMP chain only ever prunes further
+                assert all(np.all(a <= b) for a, b in zip(jax.tree.leaves(mask),
+                                                          jax.tree.leaves(previous[m["chain"]])))
+        previous = {m["chain"]: mask for m, mask in zip(members, stack) if m["chain"] != "oneshot"}
+    rows = {(r["chain"], r["level"]): r for r in results["imp"]}
+    assert rows["oneshot", 1]["test_accuracy_mean"] == rows["imp", 1]["test_accuracy_mean"]
+    assert rows["union", 2]["n"] == 2 and rows["imp", 2]["n"] == 1
+    assert {r["level"] for r in results["imp"]} == {0, 1, 2}
+
+
+def test_connectivity_end_points_are_the_siblings_own_accuracy(smoke):
+    _, rundir, results, _ = smoke
+    rows = results["connectivity"]
+    assert {(r["spawn_epoch"], r["bn"]) for r in rows} == {(t, bn) for t in (0, 1)
+                                                           for bn in ("interpolate", "recompute")}
+    dense = {r["spawn_epoch"]: r["test_accuracy"] for r in results["dense"] if r["spawn_epoch"] is not None}
+    for r in rows:
+        assert len(r["alphas"]) == len(r["errors"]) == 5 and r["pair"] == [0, 1]
+        assert r["barrier"] == pytest.approx(max(r["errors"]) - np.mean(r["end_errors"]))
+        if r["bn"] == "interpolate":  # alpha 0 and 1 are the siblings themselves, exactly
+            assert r["errors"][0] == 1 - dense[r["spawn_epoch"]][0]
+            assert r["errors"][-1] == 1 - dense[r["spawn_epoch"]][1]
+
+
+def test_random_baselines_have_the_requested_densities(smoke):
+    _, rundir, results, _ = smoke
+    entries = checkpoint.read_json(os.path.join(rundir, "composition", "e1.json"))
+    stack = masks.unstack(masks.load(os.path.join(rundir, "composition", "e1.npz")))
+    by = {(e["method"], e["k"]): m for e, m in zip(entries, stack) if e.get("sibling", 0) == 0}
+    baseline = by["baseline", 1]
+    n = masks.count(baseline)[1]
+    assert _mask_count(by["random", 1]) == _mask_count(baseline) == int(np.floor(0.2 * n + 0.5))
+    # Layer-matched: exactly the one-shot mask's count in every layer, but other weights.
+    assert _layer_counts(by["random_matched", 1]) == _layer_counts(baseline)
+    assert _layer_counts(by["random", 1]) != _layer_counts(baseline)
+    assert float(masks.iou(by["random_matched", 1], baseline)) < 0.9
+    # Re-initialized baselines retrain the very masks of their rewound counterparts.
+    for e, m in zip(entries, stack):
+        if e["reinit"]:
+            twin = e["method"].removesuffix("_reinit")
+            assert float(masks.iou(m, by[twin, e["k"]])) == 1.0
+    methods = {r["method"] for r in results["random_baselines"]}
+    assert methods == {"random", "random_matched", "baseline_reinit", "union_reinit",
+                       "intersection_reinit", "vote_reinit"}
+    assert all(r["reinit"] == r["method"].endswith("_reinit") for r in results["random_baselines"])
+
+
+def _layer_counts(m):
+    return {masks.path_str(p): int(np.sum(x)) for p, x in jax.tree_util.tree_flatten_with_path(m)[0]}

@@ -1,10 +1,16 @@
 """Both notebooks run top to bottom on CPU with tiny parameters, and are stored without outputs."""
 
+import json
 import os
+import shutil
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from jaxlottery import report
+
+from conftest import SMOKE, comparable
 
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 
@@ -43,12 +49,22 @@ def test_masks_tour_runs(tmp_path):
     assert "wrong tree:" in text
 
 
-def test_reproduce_paper_runs_and_resumes(tmp_path):
-    params = f"PRESET = 'smoke'\nOVERRIDES = {{}}\nWORKDIR = {str(tmp_path / 'runs')!r}"
+def test_reproduce_paper_resumes_a_run_and_shows_every_result(smoke, tmp_path):
+    """The Colab scenario: a runtime restarted after the training stages finished. The notebook
+    resumes the smoke run from its work dir (the stages' outputs, not results.json), shows the
+    verdicts and every figure; run again, it finds the finished run."""
+    workdir, rundir, results, _ = smoke
+    runs = tmp_path / "runs"
+    shutil.copytree(workdir, runs, ignore=shutil.ignore_patterns("results.json", "report.md", "*.png"))
+    params = f"PRESET = 'smoke'\nOVERRIDES = {{}}\nWORKDIR = {str(runs)!r}"
     nb = execute("reproduce_paper.ipynb", params, tmp_path)
     text = text_of(nb)
-    assert "Consistency:" in text and "Composability:" in text
-    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) == 3
+    for line in ("Consistency:", "Composability:", "Mode connectivity:", "Baselines:", "IMP:"):
+        assert line in text
+    figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert figures == len(report.figures(results)) == 6  # the paper's 3, connectivity, baselines, IMP
+    with open(runs / SMOKE.run_id() / "results.json") as f:
+        assert comparable(json.load(f)) == comparable(results)
     # A restarted runtime finds the finished run in the work dir.
     again = text_of(execute("reproduce_paper.ipynb", params, tmp_path))
     assert "all stages done" in again

@@ -24,14 +24,15 @@ def _copy_run(smoke, tmp_path):
 
 
 def test_killed_at_seeded_points_of_every_stage_resumes_to_identical_results(smoke, tmp_path):
-    """Six kill -9s at named points (counts drawn with a fixed seed): the sibling, output,
-    retraining and results stages, in the middle of a checkpoint write and of the results
+    """Seven kill -9s at named points (counts drawn with a fixed seed): the sibling, output,
+    retraining, IMP and results stages, in the middle of a checkpoint write and of the results
     writing; then one clean run. Bit-identical results."""
     rng = random.Random(0)
     points = [f"epoch siblings/e0:{rng.randint(1, 2)}",  # sibling stage, at an epoch's end
               f"checkpoint:{rng.randint(2, 3)}",  # an orbax save still in flight
               f"write *:{rng.randint(3, 8)}",  # stage outputs (masks, histories, finals)
               "epoch retrain/*:1",  # the retraining stage
+              "epoch imp/level2/*:1",  # IMP: level 2's masks come from level 1's saved weights
               "write report.md:1",  # results writing: the report
               "write results.json:1"]  # results writing: the results file itself
     rundir = tmp_path / SMOKE.run_id()
