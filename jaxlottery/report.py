@@ -163,11 +163,15 @@ def baselines_verdict(results: dict) -> str:
         return "No random or re-initialized baselines were retrained (--random_baselines)."
     parts = []
     for method in dict.fromkeys(x["method"] for x in deltas):
-        ds = [x["delta_points"] for x in deltas if x["method"] == method]
-        parts.append(f"{method} {np.mean(ds):+.2f}")
-    return ("Accuracy minus the one-shot baseline (rewound), mean over densities, points: "
-            + ", ".join(parts) + ". Negative values mean the magnitude mask *and* the rewound "
-            "weights matter.")
+        parts.append(f"{method} " + ", ".join(
+            f"{x['delta_points']:+.2f} at {100 * x['density']:.1f}%"
+            for x in sorted((x for x in deltas if x["method"] == method), key=lambda x: -x["density"])))
+    below = [x for x in deltas if x["delta_points"] < 0 and x["within_noise"] is False]
+    line = ("Accuracy minus the rewound one-shot mask, points: " + "; ".join(parts) + ". "
+            f"{len(below)} of {len(deltas)} cells fall below it by more than its noise")
+    if len(below) == len(deltas):
+        line += ": both the magnitude mask and the rewound weights matter here"
+    return line + "."
 
 
 def imp_deltas(results: dict) -> list[dict]:
