@@ -77,7 +77,8 @@ class Context:
     root: jax.Array
     progress: bool
     log: Callable[[str], None]
-    timing: dict = dataclasses.field(default_factory=dict)
+    timing: dict = dataclasses.field(default_factory=dict)  # training seconds per folder
+    evaluation_seconds: float | None = None  # stage 5 (connectivity), when it ran here
     images: dict = dataclasses.field(default_factory=dict)
     mesh: Any = None  # the sibling axis over all devices, when there are several
 
@@ -393,7 +394,7 @@ def stage_connectivity(ctx: Context, sibs: dict) -> list[dict]:
                     a, b, ctx.data, ctx.model, points=cfg.lmc_points, bn=bn,
                     eval_batch=cfg.eval_batch, on_point=None if bar is None else bar.update)
                 rows.append(dict(res, spawn_epoch=t, pair=[2 * p, 2 * p + 1]))
-        ctx.timing["connectivity"] = ctx.timing.get("connectivity", 0.0) + time.perf_counter() - t0
+        ctx.evaluation_seconds = (ctx.evaluation_seconds or 0.0) + time.perf_counter() - t0
         _write(checkpoint.write_json, paths[t], rows)
     if bar is not None:
         bar.close()
@@ -617,8 +618,7 @@ def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
                               ("spawn_epoch", "method", "k", "target_density"))
     extra = set(cfg.random_baseline_methods())
     images = sum(ctx.images.values())
-    training = {k: v for k, v in ctx.timing.items() if k != "connectivity"}
-    seconds = sum(training.values())
+    seconds = sum(ctx.timing.values())
     return {
         "config": cfg.to_dict(),
         "run_id": cfg.run_id(),
@@ -637,8 +637,8 @@ def assemble(ctx: Context, sibs: dict, indep: dict | None, consistency: dict,
                 + _imp_dense(cfg, sibs) if imp_rows else []),
         "retrained_masks": [e for es in retrained.values() for e in es],
         "imp_members": imp_rows or [],
-        "timing": {"seconds_per_stage": training, "train_images": images,
-                   "connectivity_seconds": ctx.timing.get("connectivity"),
+        "timing": {"seconds_per_stage": dict(ctx.timing), "train_images": images,
+                   "connectivity_seconds": ctx.evaluation_seconds,
                    "images_per_s": images / seconds if seconds else None,
                    "device": jax.devices()[0].device_kind},
         "environment": environment(),
