@@ -39,19 +39,23 @@ def measure(strategy: str, k: int, args, d, variables, mesh=None) -> dict:
         states, keys, perms = (sharding.place(sharding.pad(x, k_run), mesh)
                                for x in (states, keys, perms))
         d = sharding.place(d, mesh, sharding.P())
-    fn = siblings.step_fn(strategy, sharding.padded_size(k, mesh) if mesh else k, model, recipe,
-                          args.batch, False, mesh)
+    k_run = sharding.padded_size(k, mesh) if mesh else k
+    n = d.x_train.shape[0]
+    fn = siblings.program(strategy, k_run, model, recipe, n, 1, False, mesh)
+    sums = siblings.zero_sums(k_run)
+    if mesh is not None:
+        sums = sharding.place(sums, mesh)
     t0 = time.perf_counter()
-    states, _ = fn(states, None, keys, perms, d)
+    states, sums = fn(states, sums, None, keys, perms, d)
     jax.block_until_ready(states)
     compile_s = time.perf_counter() - t0
     host = 0.0
     t0 = time.perf_counter()
     for _ in range(args.steps):
         t1 = time.thread_time()  # CPU time of this thread: dispatch work, not waiting
-        states, metrics = fn(states, None, keys, perms, d)
+        states, sums = fn(states, sums, None, keys, perms, d)
         host += time.thread_time() - t1
-    jax.block_until_ready((states, metrics))
+    jax.block_until_ready((states, sums))
     wall = time.perf_counter() - t0
     step_s = wall / args.steps
     return {"strategy": strategy, "k": k, "images_per_s": k * args.batch / step_s,

@@ -29,12 +29,23 @@ class Checkpoints:
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
     def latest_step(self) -> int | None:
+        """The newest complete step (after any save in flight has finished)."""
+        self.wait()
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict) -> None:
+        """Start saving `state` and `meta` as `step`; returns before the files are written.
+
+        The state is copied to the host first (the only part the device waits for), so the
+        training program may reuse (donate) its buffers at once; the files are written in a
+        background thread, into a temporary folder renamed when complete. A save waits for the
+        previous one to finish; `wait()` or `close()` waits for the last."""
+        host = jax.tree.map(lambda x: jax.device_get(x) if _fully_addressable(x) else x, state)
         self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-        fault_point("checkpoint")  # the save may still be in flight
+            state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))))
+        fault_point("checkpoint")  # the save is in flight
+
+    def wait(self) -> None:
         self._manager.wait_until_finished()
 
     def restore(self, like: Any, step: int | None = None,
@@ -58,6 +69,12 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _fully_addressable(x: Any) -> bool:
+    """Arrays this process holds whole (copied to the host before an asynchronous save);
+    arrays spread over several processes are left to orbax, which copies its shards."""
+    return not isinstance(x, jax.Array) or x.is_fully_addressable
 
 
 def _check_shapes(state: Any, like: Any, where: str) -> None:

@@ -81,10 +81,15 @@ HELP = {
     "imp_rewind_epoch": "epoch IMP rewinds to (a spawn epoch; none: the last retraining spawn point)",
     "imp_k": "siblings trained per level of parallel IMP (none: k)",
     "imp_compose": "how parallel IMP composes its siblings' masks: union, intersection, vote",
-    "strategy": "how siblings share a program: vmap, loop or separate (none: per backend)",
+    "strategy": "how siblings share a program: vmap, loop, map (lax.map) or separate "
+                "(none: per backend)",
+    "steps_per_call": "training iterations per compiled call; 1 dispatches every iteration, a "
+                      "number >= an epoch's iterations makes each epoch one program (none: per "
+                      "backend)",
     "shard": "split sibling stacks over all devices (and hosts) when there are several",
     "checkpoint_every": "epochs between checkpoints of a training stage (always at its end)",
-    "retrain_chunk": "masks retrained together in one program (none: k)",
+    "retrain_chunk": "masks retrained together in one program (none: k on CPU; on a GPU/TPU "
+                     "as many as half its free memory holds)",
     "eval_batch": "test-set batch size",
 }
 

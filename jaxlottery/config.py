@@ -31,7 +31,8 @@ PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18)
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
 
 # Fields that say where or how fast, not what: not part of the run id.
-NOT_HASHED = ("data_dir", "strategy", "shard", "checkpoint_every", "retrain_chunk", "eval_batch")
+NOT_HASHED = ("data_dir", "strategy", "steps_per_call", "shard", "checkpoint_every",
+              "retrain_chunk", "eval_batch")
 
 
 class ConfigError(ValueError):
@@ -83,10 +84,11 @@ class Config:
     imp_k: int | None = None  # siblings per level of parallel IMP; None: k
     imp_compose: tuple[str, ...] = ("union", "intersection", "vote")
     # Execution (not hashed)
-    strategy: str | None = None  # vmap | loop | separate; None: the backend's default
+    strategy: str | None = None  # vmap | loop | map | separate; None: the backend's default
+    steps_per_call: int | None = None  # iterations per compiled call; None: the backend's default
     shard: bool = True  # split sibling stacks over all devices (of all processes) when several
     checkpoint_every: int = 1  # epochs between checkpoints of a training stage (and at its end)
-    retrain_chunk: int | None = None  # masks retrained together; None: k
+    retrain_chunk: int | None = None  # masks retrained together; None: k (CPU) or what fits
     eval_batch: int = 1000
 
     def __post_init__(self):
@@ -254,8 +256,12 @@ class Config:
         for flag in ("train_subset", "test_subset"):
             v = getattr(self, flag)
             need(v is None or (is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
-        need(self.strategy in (None, "vmap", "loop", "separate"), "strategy",
-             f"must be vmap, loop or separate, got {self.strategy!r}")
+        need(self.strategy in (None, "vmap", "loop", "map", "separate"), "strategy",
+             f"must be vmap, loop, map or separate, got {self.strategy!r}")
+        need(self.steps_per_call is None or (is_int(self.steps_per_call) and self.steps_per_call >= 1),
+             "steps_per_call", f"must be a positive integer (iterations per compiled call; a "
+             f"number >= the iterations of an epoch makes each epoch one program), got "
+             f"{self.steps_per_call!r}")
         need(is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
              f"must be an integer >= 1, got {self.checkpoint_every!r}")
         need(self.retrain_chunk is None or (is_int(self.retrain_chunk) and self.retrain_chunk >= 1),

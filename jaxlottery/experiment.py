@@ -95,6 +95,11 @@ class Context:
         os.makedirs(os.path.dirname(p), exist_ok=True)
         return p
 
+    @property
+    def how(self) -> dict:
+        """How stacks are compiled (strategy, iterations per call): for training and evaluation."""
+        return {"strategy": self.config.strategy, "steps_per_call": self.config.steps_per_call}
+
     def key(self, *names: int) -> jax.Array:
         k = self.root
         for n in names:
@@ -199,9 +204,10 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
     t0, step0 = time.perf_counter(), int(states.step[0])
     try:
         states, _ = siblings.train(states, keys, ctx.data, ctx.model, ctx.recipe, until=until,
-                                   ms=ms, strategy=ctx.config.strategy, evaluate=evaluate,
+                                   ms=ms, evaluate=evaluate, eval_batch=ctx.config.eval_batch,
                                    progress=bar, on_epoch=save,
-                                   mesh=ctx.mesh if siblings.size(states) > 1 else None)
+                                   mesh=ctx.mesh if siblings.size(states) > 1 else None,
+                                   **ctx.how)
     except FloatingPointError as e:
         failure = {"stage": folder, "error": str(e), "last_good_checkpoint": ckpts.latest_step(),
                    "checkpoints": ckpts.directory}
@@ -209,7 +215,8 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
         raise TrainingDiverged(f"stage {folder}: {e}; the last good checkpoint (iteration "
                                f"{failure['last_good_checkpoint']}) is kept in {ckpts.directory}; "
                                f"no results are reported (see {ctx.path('failed.json')})") from None
-    ckpts.close()
+    finally:
+        ckpts.close()  # waits for the last (asynchronous) checkpoint to be complete
     images = (until - step0) * ctx.config.batch_size * siblings.size(states)
     ctx.images[folder] = ctx.images.get(folder, 0) + images
     ctx.timing[folder] = ctx.timing.get(folder, 0.0) + time.perf_counter() - t0
@@ -390,9 +397,10 @@ def stage_connectivity(ctx: Context, sibs: dict) -> list[dict]:
         for p in range(cfg.lmc_pairs):
             a, b = siblings.index(variables, 2 * p), siblings.index(variables, 2 * p + 1)
             for bn in cfg.lmc_bn:
-                res = connectivity.error_barrier(
+                res = connectivity.error_barrier(  # stacks of k points: the siblings' shape
                     a, b, ctx.data, ctx.model, points=cfg.lmc_points, bn=bn,
-                    eval_batch=cfg.eval_batch, on_point=None if bar is None else bar.update)
+                    eval_batch=cfg.eval_batch, on_point=None if bar is None else bar.update,
+                    chunk=cfg.k, **ctx.how)
                 rows.append(dict(res, spawn_epoch=t, pair=[2 * p, 2 * p + 1]))
         ctx.evaluation_seconds = (ctx.evaluation_seconds or 0.0) + time.perf_counter() - t0
         _write(checkpoint.write_json, paths[t], rows)
@@ -487,7 +495,7 @@ def _retrain(ctx: Context, folder: str, t: int, spawn_vars: dict, stack: Any, ke
     Returns test_accuracy per member and, with keep_params, the final params as a stack."""
     cfg = ctx.config
     n = masks.stack_size(stack)
-    chunk = min(cfg.retrain_chunk or cfg.k, n)
+    chunk = _retrain_chunk(ctx, folder, n)
     n_chunks = -(-n // chunk)
     done_paths = [ctx.path(folder, f"chunk{c}.json") for c in range(n_chunks)]
     param_paths = [ctx.path(folder, f"chunk{c}.npz") for c in range(n_chunks)]
@@ -497,14 +505,14 @@ def _retrain(ctx: Context, folder: str, t: int, spawn_vars: dict, stack: Any, ke
     for c in remaining:
         ids = list(range(c * chunk, min((c + 1) * chunk, n)))
         padded = np.asarray(ids + [ids[-1]] * (chunk - len(ids)))  # one shape: one compile
-        ms = jax.tree.map(lambda x: None if x is None else x[padded], stack, is_leaf=masks.is_none)
+        ms = siblings.take(stack, padded)
         states = siblings.spawn(spawn_vars, chunk, ctx.recipe, step=t * ctx.spe)
         if reinit is not None and any(reinit[i] for i in padded):
             states = _start_fresh(states, fresh, np.asarray([reinit[i] for i in padded]))
         states, history = train_stage(ctx, os.path.join(folder, f"chunk{c}"), states,
                                       jnp.stack([keys[i] for i in padded]), bar, ms=ms,
                                       evaluate=False)
-        final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch)
+        final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch, **ctx.how)
         if keep_params:
             _write(checkpoint.save_arrays, param_paths[c],
                    jax.tree.map(lambda x: x[:len(ids)], states.params))
@@ -524,6 +532,35 @@ def _retrain(ctx: Context, folder: str, t: int, spawn_vars: dict, stack: Any, ke
         parts = [checkpoint.load_arrays(param_paths[c], like, as_numpy=True) for c in range(n_chunks)]
         out["params"] = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
     return out
+
+
+def _retrain_chunk(ctx: Context, folder: str, n: int) -> int:
+    """Members per retraining program: `retrain_chunk`, or (none) as many as the device holds
+    (`siblings.stack_capacity`; k on CPU). Fixed in `<folder>/plan.json` when the folder is
+    first trained, so a run resumed on another device keeps its chunks (and their files)."""
+    cfg = ctx.config
+    plan_path = ctx.path(folder, "plan.json")
+    if _done(ctx, plan_path):
+        plan = checkpoint.read_json(plan_path)
+        if isinstance(plan, dict) and plan.get("members") == n and isinstance(plan.get("chunk"), int):
+            return plan["chunk"]
+        ctx.log(f"{plan_path} does not describe {n} members; planning again")
+    if os.path.exists(ctx.path(folder, "chunk0")) or _done(ctx, ctx.path(folder, "chunk0.json")):
+        chunk = min(cfg.retrain_chunk or cfg.k, n)  # started before plans were written: k
+    elif cfg.retrain_chunk:
+        chunk = min(cfg.retrain_chunk, n)
+    else:
+        capacity = siblings.stack_capacity(ctx.model, ctx.recipe, ctx.dataset.x_train.shape[0],
+                                           tuple(ctx.dataset.image_shape),
+                                           cfg.strategy or siblings.default_strategy())
+        if capacity is not None and ctx.mesh is not None:
+            capacity *= ctx.mesh.devices.size  # the stack is split over the devices
+        chunk = siblings.chunk_size(n, cfg.k, capacity)
+        if capacity is not None:
+            ctx.log(f"{folder}: {n} networks in stacks of {chunk} (room for {capacity} on "
+                    f"{jax.device_count()} x {jax.devices()[0].device_kind})")
+    _write(checkpoint.write_json, plan_path, {"members": n, "chunk": chunk})
+    return checkpoint.read_json(plan_path)["chunk"]  # process 0's plan, on every process
 
 
 def _start_fresh(states: train_lib.TrainState, fresh: dict, which: np.ndarray) -> train_lib.TrainState:
@@ -732,7 +769,7 @@ def _summary(ctx: Context) -> None:
             f"model ResNet-{cfg.model_depth} width {cfg.model_width}")
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
-    ctx.log(siblings.strategy_note(cfg.strategy))
+    ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call))
     if all(os.path.exists(ctx.path("siblings", f"e{t}", "final.npz")) for t in cfg.spawn_epochs):
         ctx.log("estimate: skipped, the sibling stages are done (resuming); what remains is "
                 "retraining and evaluation")
@@ -758,22 +795,30 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:,.0f} days"
 
 
-def _measure_throughput(ctx: Context, steps: int = 3) -> float:
-    """Images/s of the k-sibling training step, after compiling it (which the sibling stage
-    then reuses): the basis of the time estimate."""
+def _measure_throughput(ctx: Context) -> float:
+    """Images/s of the sibling stage's first program (the same compiled program the stage then
+    reuses): compiled and run once, then timed over one more call (at least 3 iterations).
+    A program of more than 20 iterations (a whole epoch) is not run twice for an estimate: a
+    3-iteration program of the same kind is timed instead."""
     cfg = ctx.config
     init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
                        ctx.dataset.image_shape)
-    batch = min(cfg.batch_size, ctx.dataset.x_train.shape[0])
-    fn = siblings.step_fn(cfg.strategy or siblings.default_strategy(), cfg.k, ctx.model,
-                          ctx.recipe, batch, False)
+    n = ctx.dataset.x_train.shape[0]
+    per_call = cfg.steps_per_call or siblings.default_steps_per_call()
+    iterations, count, tail = siblings.calls(0, ctx.spe, ctx.spe, n, cfg.batch_size, per_call)[0]
+    if iterations > 20:
+        iterations, count, tail = 3, 3, False
+    fn = siblings.program(cfg.strategy or siblings.default_strategy(), cfg.k, ctx.model,
+                          ctx.recipe, n, count, tail)
     states = siblings.spawn(init, cfg.k, ctx.recipe)
     keys = jnp.stack([ctx.key(SIBLING_DATA, 0, i) for i in range(cfg.k)])
-    perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), ctx.dataset.x_train.shape[0])
-    states, _ = fn(states, None, keys, perms, ctx.data)
+    perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), n)
+    states, sums = fn(states, siblings.zero_sums(cfg.k), None, keys, perms, ctx.data)
     jax.block_until_ready(states)
+    repeats = -(-3 // iterations)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        states, _ = fn(states, None, keys, perms, ctx.data)
+    for _ in range(repeats):
+        states, sums = fn(states, sums, None, keys, perms, ctx.data)
     jax.block_until_ready(states)
-    return steps * cfg.k * batch / (time.perf_counter() - t0)
+    images = repeats * cfg.k * (count * cfg.batch_size + tail * (n - (ctx.spe - 1) * cfg.batch_size))
+    return images / (time.perf_counter() - t0)

@@ -135,11 +135,15 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def sharded(local_fn, mesh: Mesh):
-    """shard_map of a k_local-member step over the siblings axis; the dataset is replicated."""
-    spec = P(AXIS)
-    return jax.jit(jax.shard_map(local_fn, mesh=mesh, in_specs=(spec, spec, spec, spec, P()),
-                                 out_specs=(spec, spec), check_vma=False))
+def sharded(local_fn, mesh: Mesh, stacked: tuple[bool, ...], outputs: int,
+            donate: tuple[int, ...] = ()):
+    """jit of a shard_map of a k_local-member function over the siblings axis: arguments marked
+    in `stacked` are split over the devices, the others (the dataset) replicated; all `outputs`
+    are stacks. `donate`: argument positions whose buffers the result may reuse."""
+    in_specs = tuple(P(AXIS) if s else P() for s in stacked)
+    out_specs = tuple(P(AXIS) for _ in range(outputs))
+    return jax.jit(jax.shard_map(local_fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                                 check_vma=False), donate_argnums=donate)
 
 
 def _fully_addressable(x) -> bool:

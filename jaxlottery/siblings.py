@@ -1,22 +1,27 @@
 """The sibling axis: k networks (siblings, or masks to retrain) trained as one stack.
 
 A stack is any pytree whose leaves carry a leading axis k: `TrainState`s, masks, data keys,
-metrics. `train` runs a stack through the recipe with one of three strategies:
+metrics. `train` runs a stack through the recipe. Two choices say how it is compiled:
 
-- `vmap`: one compiled step over all k members (convolutions become grouped convolutions).
-- `loop`: one compiled step that contains k copies of the single-network step.
-- `separate`: one compiled single-network step, dispatched k times per iteration.
+- `strategy`, how the k members share a program:
+  `vmap` (one batched step; convolutions become grouped convolutions), `loop` (k copies of the
+  single-network step in one program), `map` (`lax.map`: one copy, run k times in sequence
+  inside the program), or `separate` (one single-network program, dispatched k times).
+- `steps_per_call`, how many iterations one compiled call runs: 1 is the per-step path (the
+  host dispatches every iteration); N > 1 runs N iterations in a `lax.fori_loop` inside one
+  program, with metric sums carried on the device; N >= iterations per epoch makes every
+  epoch one program ("the epoch program"). Calls never cross an epoch's end, where the host
+  reads the metrics once, evaluates and checkpoints.
 
-Measured on a 2-core CPU (BUILD_NOTES.md): vmap over 10 siblings' conv kernels ran at 0.16x
-the throughput of one network, a loop at 1.05x, so `loop` is the CPU default; `vmap` is the
-default on GPU and TPU (unmeasured here: no GPU was lent yet).
+Per-backend defaults live in `BACKEND_DEFAULTS`; the measurements behind them (and what is still
+unmeasured) are in BUILD_NOTES.md.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -29,25 +34,52 @@ from jaxlottery import sharding
 from jaxlottery import train as train_lib
 from jaxlottery.train import Recipe, TrainState
 
-STRATEGIES = ("vmap", "loop", "separate")
+STRATEGIES = ("vmap", "loop", "map", "separate")
+
+
+class Defaults(NamedTuple):
+    strategy: str
+    steps_per_call: int
+    why: str
+
+
+# What runs when the caller does not choose. CPU: measured (BUILD_NOTES.md, 2026-11-25/26):
+# vmap over conv kernels ran 4-6x slower than a loop, and convolutions inside a compiled loop
+# ran 28x slower than per-step dispatch. GPU/TPU: not measured yet (no device was lent); the
+# per-step vmap path stays the default until `benchmarks/accelerator.py` says otherwise.
+BACKEND_DEFAULTS = {
+    "cpu": Defaults("loop", 1, "measured on XLA:CPU: vmap over conv kernels 4-6x slower than a "
+                    "loop, convolutions inside a compiled loop 28x slower than per-step calls"),
+    "gpu": Defaults("vmap", 1, "not measured on a GPU yet; run benchmarks/accelerator.py"),
+    "tpu": Defaults("vmap", 1, "not measured on a TPU yet; run benchmarks/accelerator.py"),
+}
 
 stack = masks_lib.stack
 unstack = masks_lib.unstack
 
 
+def backend_defaults(backend: str | None = None) -> Defaults:
+    backend = backend or jax.default_backend()
+    return BACKEND_DEFAULTS.get(backend, BACKEND_DEFAULTS["gpu"])
+
+
 def default_strategy(backend: str | None = None) -> str:
-    """`loop` on CPU (grouped convolutions are slow there), `vmap` on GPU/TPU."""
-    return "loop" if (backend or jax.default_backend()) == "cpu" else "vmap"
+    return backend_defaults(backend).strategy
 
 
-def strategy_note(strategy: str | None = None) -> str:
-    """One line saying which strategy runs and why, for logs and progress output."""
+def default_steps_per_call(backend: str | None = None) -> int:
+    return backend_defaults(backend).steps_per_call
+
+
+def strategy_note(strategy: str | None = None, steps_per_call: int | None = None) -> str:
+    """One line saying how siblings are compiled and why, for logs and progress output."""
     backend = jax.default_backend()
-    if strategy is not None:
-        return f"sibling strategy: {strategy} (chosen by the caller; backend {backend})"
-    why = ("vmap over conv kernels measured 6x slower than a loop on XLA:CPU"
-           if backend == "cpu" else "one batched program per step; see BUILD_NOTES.md")
-    return f"sibling strategy: {default_strategy(backend)} (default on {backend}: {why})"
+    d = backend_defaults(backend)
+    s = strategy or d.strategy
+    n = steps_per_call or d.steps_per_call
+    calls = "one call per iteration" if n == 1 else f"up to {n} iterations per call"
+    why = "chosen by the caller" if strategy or steps_per_call else f"default: {d.why}"
+    return f"sibling strategy: {s}, {calls} (backend {backend}; {why})"
 
 
 def index(tree: Any, i: int) -> Any:
@@ -64,46 +96,131 @@ def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
     return jax.tree.map(lambda x: jnp.repeat(x[None], k, axis=0), state)
 
 
-def size(states: TrainState) -> int:
-    return int(states.step.shape[0])
+def size(states: Any) -> int:
+    """Members in a stack (a TrainState, or any pytree with a leading axis)."""
+    if isinstance(states, TrainState):
+        return int(states.step.shape[0])
+    return int(jax.tree.leaves(states)[0].shape[0])
 
 
-def local_step(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
-               masked: bool) -> Callable:
-    """The traceable k-member step of `vmap` or `loop`: (states, masks, keys, perms, data)."""
-    single = functools.partial(train_lib.train_step, model=model, recipe=recipe, batch=batch)
+# --- mapping a single-network function over the stack ------------------------------------------
+
+
+def over_members(fn: Callable, strategy: str, k: int, stacked: tuple[bool, ...]) -> Callable:
+    """`fn` for one network, as a traceable function of a k-member stack. `stacked[j]` says
+    whether argument j carries the member axis (others, like the dataset, are shared)."""
     if strategy == "vmap":
-        return jax.vmap(single, in_axes=(0, 0 if masked else None, 0, 0, None))
+        return jax.vmap(fn, in_axes=tuple(0 if s else None for s in stacked))
+
+    def call(member_args, args):
+        it = iter(member_args)
+        return fn(*(next(it) if s else a for a, s in zip(args, stacked)))
+
     if strategy == "loop":
-        def looped(states, ms, keys, perms, data):
-            outs = [single(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
-                           data) for i in range(k)]
+        def looped(*args):
+            outs = [call([index(a, i) for a, s in zip(args, stacked) if s], args)
+                    for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
         return looped
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "map":
+        def mapped(*args):
+            return jax.lax.map(lambda xs: call(xs, args), [a for a, s in zip(args, stacked) if s])
+        return mapped
+    raise ValueError(f"strategy must be one of {STRATEGIES[:3]} inside a program, got {strategy!r}")
+
+
+# --- training programs -------------------------------------------------------------------------
+
+# Arguments of a training program: (states, sums, masks, keys, perms, data); states and sums are
+# donated (updated in place).
+_STACKED = (True, True, True, True, True, False)
+
+
+def zero_sums(k: int) -> dict:
+    """Per-member metric sums at the start of an epoch."""
+    return {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32),
+            "count": jnp.zeros((k,), jnp.int32)}
+
+
+def _single_step(model: nn.Module, recipe: Recipe, batch: int) -> Callable:
+    def step(state, sums, mask, key, perm, data):
+        state, metrics = train_lib.train_step(state, mask, key, perm, data, model=model,
+                                              recipe=recipe, batch=batch)
+        return state, jax.tree.map(jnp.add, sums, metrics)
+    return step
+
+
+def _local_program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: int,
+                   count: int, tail: bool) -> Callable:
+    """The traceable k-member program: `count` full-batch iterations (a fori_loop when more
+    than one), then the epoch's partial last batch if `tail`."""
+    full = over_members(_single_step(model, recipe, recipe.batch_size), strategy, k, _STACKED)
+    last = n - (recipe.steps_per_epoch(n) - 1) * recipe.batch_size
+    partial = over_members(_single_step(model, recipe, last), strategy, k, _STACKED)
+
+    def program(states, sums, ms, keys, perms, data):
+        carry = (states, sums)
+        if count == 1:
+            carry = full(*carry, ms, keys, perms, data)
+        elif count > 1:
+            carry = jax.lax.fori_loop(0, count, lambda _, c: full(*c, ms, keys, perms, data), carry)
+        if tail:
+            carry = partial(*carry, ms, keys, perms, data)
+        return carry
+    return program
 
 
 @functools.lru_cache(maxsize=None)
-def step_fn(strategy: str, k: int, model: nn.Module, recipe: Recipe, batch: int,
-            masked: bool, mesh: Any = None) -> Callable:
-    """(states, masks, keys, perms, data) -> (states, metrics) for a stack of k members.
+def program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: int, count: int,
+            tail: bool, mesh: Any = None) -> Callable:
+    """(states, sums, masks, keys, perms, data) -> (states, sums): `count` full-batch
+    iterations of a k-member stack, then the partial last batch of the epoch if `tail`.
+    `n` is the training set size; masks may be None (dense). States and sums are donated.
 
     With a mesh, k (a multiple of its device count) is split over the devices and each runs
     `strategy` on its k / n members (`separate` becomes the backend's default there)."""
     if mesh is not None:
-        local = strategy if strategy in ("vmap", "loop") else default_strategy()
-        return sharding.sharded(local_step(local, k // mesh.devices.size, model, recipe, batch,
-                                           masked), mesh)
+        local = strategy if strategy != "separate" else default_strategy()
+        fn = _local_program(local, k // mesh.devices.size, model, recipe, n, count, tail)
+        return sharding.sharded(fn, mesh, _STACKED, outputs=2, donate=(0, 1))
     if strategy == "separate":
-        jitted = jax.jit(functools.partial(train_lib.train_step, model=model, recipe=recipe,
-                                           batch=batch))
+        one = jax.jit(_local_program("loop", 1, model, recipe, n, count, tail), donate_argnums=(0, 1))
 
-        def separate(states, ms, keys, perms, data):
-            outs = [jitted(index(states, i), index(ms, i) if masked else None, keys[i], perms[i],
-                           data) for i in range(k)]
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        def separate(states, sums, ms, keys, perms, data):
+            outs = [one(*(index(x, slice(i, i + 1)) for x in (states, sums, ms, keys, perms)), data)
+                    for i in range(k)]
+            return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
         return separate
-    return jax.jit(local_step(strategy, k, model, recipe, batch, masked))
+    return jax.jit(_local_program(strategy, k, model, recipe, n, count, tail), donate_argnums=(0, 1))
+
+
+def calls(step: int, end: int, spe: int, n: int, batch: int, per_call: int
+          ) -> list[tuple[int, int, bool]]:
+    """How iterations [step, end) of one epoch are cut into calls: (iterations, full-batch
+    count, tail) per call. Calls end at multiples of `per_call` iterations into the epoch, so a
+    run resumed mid-epoch is cut like an uninterrupted one. The partial last batch of an epoch
+    (when `batch` does not divide `n`) is the `tail` of the call that reaches it."""
+    full_per_epoch = n // batch  # iterations with a full batch; the one after is partial
+    base = (step // spe) * spe
+    out = []
+    while step < end:
+        stop = min(end, base + ((step - base) // per_call + 1) * per_call)
+        count = max(0, min(stop - base, full_per_epoch) - (step - base))
+        tail = stop - base > full_per_epoch
+        out.append((stop - step, count, tail))
+        step = stop
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _prepare(masked: bool) -> Callable:
+    """A copy of the caller's stack (its buffers are then ours to donate), masked if asked:
+    a rewound network starts pruned, not only after its first update."""
+    def prepare(states, ms):
+        if masked:
+            states = states._replace(params=masks_lib.apply(states.params, ms))
+        return jax.tree.map(jnp.copy, states)
+    return jax.jit(prepare)
 
 
 @functools.partial(jax.jit, static_argnames="n")
@@ -114,24 +231,30 @@ def permutations(keys: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
 
 def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model: nn.Module,
           recipe: Recipe, *, until: int, ms: Any = None, strategy: str | None = None,
-          evaluate: bool = True, progress: Any = False,
-          on_epoch: Callable[[int, TrainState, dict], None] | None = None,
+          steps_per_call: int | None = None, evaluate: bool = True, eval_batch: int = 1000,
+          progress: Any = False, on_epoch: Callable[[int, TrainState, dict], None] | None = None,
           mesh: Any = None) -> tuple[TrainState, list[dict]]:
     """Train a stack from its current iteration to iteration `until`.
 
     `keys` holds one data key per member; `ms` is a stack of masks (or None: dense), applied
-    to the starting weights too. `progress`: False, True, a description, or a tqdm bar to
-    advance (a stage's single bar across several calls). Metrics
-    stay on the device during an epoch and are read once at its end, when the history gets a
-    record (per-member train loss/accuracy, test accuracy if `evaluate`) and `on_epoch(epoch,
-    states, record)` runs (checkpointing hooks in here). A non-finite loss raises.
+    to the starting weights too. `strategy` and `steps_per_call` (module docstring) default
+    per backend. `progress`: False, True, a description, or a tqdm bar to advance (a stage's
+    single bar across several calls). Metrics stay on the device during an epoch and are read
+    once at its end, when the history gets a record (per-member train loss/accuracy, test
+    accuracy if `evaluate`) and `on_epoch(epoch, states, record)` runs (checkpointing hooks in
+    here). A non-finite loss raises. The caller's `states` are left intact.
 
     With a `mesh` (`sharding.sibling_mesh()`), the stack is padded to a multiple of the device
     count and split over the devices; padding members are dropped from everything returned.
     """
     if progress is True or isinstance(progress, str):
-        print(strategy_note(strategy), flush=True)
+        print(strategy_note(strategy, steps_per_call), flush=True)
     strategy = strategy or default_strategy()
+    per_call = steps_per_call or default_steps_per_call()
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(per_call, int) or per_call < 1:
+        raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
     k = size(states)
     if keys.shape[:1] != (k,):
         raise ValueError(f"need one data key per member: {k} members, keys of shape {keys.shape}")
@@ -140,8 +263,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     steps = np.asarray(states.step)
     if not np.all(steps == steps[0]):
         raise ValueError(f"all members must be at the same iteration, got {steps.tolist()}")
-    if ms is not None:  # a rewound network starts pruned, not only after its first update
-        states = states._replace(params=masks_lib.apply(states.params, ms))
+    states = _prepare(ms is not None)(states, ms)
     eval_data, run_k = data, k
     if mesh is not None:
         run_k = sharding.padded_size(k, mesh)
@@ -154,15 +276,16 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     while step < until:
         epoch = step // spe
         perms = permutations(keys, jnp.asarray(epoch, jnp.int32), n)
-        sums, t0 = None, time.perf_counter()
+        sums = zero_sums(run_k)
+        if mesh is not None:
+            sums = sharding.place(sums, mesh)
+        t0 = time.perf_counter()
         end = min(until, (epoch + 1) * spe)
-        for s in range(step, end):
-            batch = min(recipe.batch_size, n - (s % spe) * recipe.batch_size)
-            fn = step_fn(strategy, run_k, model, recipe, batch, ms is not None, mesh)
-            states, metrics = fn(states, ms, keys, perms, data)
-            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+        for iterations, count, tail in calls(step, end, spe, n, recipe.batch_size, per_call):
+            fn = program(strategy, run_k, model, recipe, n, count, tail, mesh)
+            states, sums = fn(states, sums, ms, keys, perms, data)
             if bar is not None:
-                bar.update(1)
+                bar.update(iterations)
         sums = jax.tree.map(lambda x: x[:k], sharding.gather(sums))  # the epoch's one host sync
         train_lib.check_finite(sums, f"epoch {epoch + 1} (iterations {step}-{end})")
         record = {"epoch": epoch + 1, "step": end, "complete_epoch": end % spe == 0,
@@ -171,7 +294,8 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
                   "seconds": time.perf_counter() - t0}
         if evaluate:
             record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(
-                sharding.unpad(states, k), eval_data, model)]
+                sharding.unpad(states, k), eval_data, model, eval_batch, strategy=strategy,
+                steps_per_call=per_call)]
         history.append(record)
         if bar is not None:
             postfix = {"epoch": epoch + 1, "loss": f"{np.mean(record['train_loss']):.3f}"}
@@ -186,14 +310,125 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     return sharding.unpad(states, k), history
 
 
-def evaluate_stack(states: TrainState, data: data_lib.DeviceData, model: nn.Module,
-                   batch: int = 1000) -> list[dict[str, float]]:
-    """Test loss and accuracy of every member (sharded stacks are gathered first)."""
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def batched_sums(one: Callable, zero: Callable, strategy: str, k: int, batches: int,
+                 on_device: bool) -> Callable:
+    """(stack, data) -> the sum over batches i < `batches` of `one(member, data, i)`, for every
+    member of a k-member stack: all members in one program, mapped by `strategy`.
+
+    `on_device`: every batch in that program too (a fori_loop; one call); otherwise the host
+    calls a one-batch program per batch, the sums staying on the device. `zero(stack)` gives
+    the sums' starting value."""
+    if strategy == "separate":
+        strategy = default_strategy() if k > 1 else "loop"
+    per_batch = over_members(one, strategy, k, (True, False, False))
+
+    def add(acc, stack, data, i):
+        return jax.tree.map(jnp.add, acc, per_batch(stack, data, i))
+
+    if on_device:
+        return jax.jit(lambda stack, data: jax.lax.fori_loop(
+            0, batches, lambda i, acc: add(acc, stack, data, i), zero(stack)))
+    step = jax.jit(add, donate_argnums=0)
+
+    def host_loop(stack, data):
+        acc = zero(stack)
+        for i in range(batches):
+            acc = step(acc, stack, data, jnp.asarray(i, jnp.int32))
+        return acc
+    return host_loop
+
+
+@functools.lru_cache(maxsize=None)
+def eval_program(strategy: str, k: int, model: nn.Module, batch: int, n_test: int,
+                 on_device: bool) -> Callable:
+    """(variables stack, data) -> (summed test loss, correct predictions), per member."""
+    def one(variables, data, i):
+        return train_lib.eval_sums(variables, data, i * batch, model=model, batch=batch)
+
+    def zero(_):
+        return jnp.zeros((k,), jnp.float32), jnp.zeros((k,), jnp.int32)
+    return batched_sums(one, zero, strategy, k, -(-n_test // batch), on_device)
+
+
+def evaluate_stack(stack: Any, data: data_lib.DeviceData, model: nn.Module, batch: int = 1000,
+                   *, strategy: str | None = None, steps_per_call: int | None = None,
+                   chunk: int | None = None) -> list[dict[str, float]]:
+    """Test loss and accuracy of every member of a stack (TrainStates or variables dicts).
+
+    All members of a chunk (default: the whole stack) are evaluated by one program; with
+    `steps_per_call` > 1 that program also loops over the test batches (one call per chunk),
+    else the host calls it once per batch. A last chunk is padded to the same shape (one
+    compilation). Sharded stacks are gathered first. One host read at the end."""
+    variables = train_lib.variables(stack) if isinstance(stack, TrainState) else stack
     if any(isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
-           for x in jax.tree.leaves(states)):
-        states = sharding.gather(states)
-    return [train_lib.evaluate(train_lib.variables(index(states, i)), data, model, batch)
-            for i in range(size(states))]
+           for x in jax.tree.leaves(variables)):
+        variables = jax.device_put(sharding.gather(variables))
+    k, n = size(variables), data.x_test.shape[0]
+    batch, chunk = min(batch, n), min(chunk or k, k)
+    fn = eval_program(strategy or default_strategy(), chunk, model, batch, n,
+                      (steps_per_call or default_steps_per_call()) > 1)
+    results = []
+    for c in range(0, k, chunk):
+        ids = np.minimum(np.arange(c, c + chunk), k - 1)
+        results.append(fn(variables if chunk == k else take(variables, ids), data))
+    loss, correct = (np.concatenate(x)[:k] for x in zip(*jax.device_get(results)))
+    return [{"loss": float(loss[i]) / n, "accuracy": float(correct[i]) / n} for i in range(k)]
+
+
+def take(tree: Any, ids: Any) -> Any:
+    """Members `ids` of a stack, as a stack."""
+    return jax.tree.map(lambda x: None if x is None else x[np.asarray(ids)], tree,
+                        is_leaf=masks_lib.is_none)
+
+
+# --- filling the device ----------------------------------------------------------------------------
+
+
+def chunk_size(n: int, k: int, capacity: int | None) -> int:
+    """Members trained together when n networks must be trained: at most `capacity` (the
+    device's room, None where unknown: k), at least k (what the sibling stage already fits),
+    and balanced, so the last chunk is not mostly padding (56 at room 40: 2 chunks of 28)."""
+    room = k if capacity is None else max(k, capacity)
+    chunks = -(-n // min(room, n))
+    return -(-n // chunks)
+
+
+@functools.lru_cache(maxsize=None)
+def stack_capacity(model: nn.Module, recipe: Recipe, n: int, image_shape: tuple[int, ...],
+                   strategy: str, fraction: float = 0.5) -> int | None:
+    """How many networks one training program can hold on this device: `fraction` of its free
+    memory over one network's footprint (the compiled single-network step's temporaries plus
+    its state, in and out). None on backends that report no memory (CPU), and for the `loop`
+    and `separate` strategies, whose program size (and compile time) grows with the stack."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if strategy in ("loop", "separate") or "bytes_limit" not in stats:
+        return None
+    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    per_member = member_bytes(model, recipe, n, image_shape)
+    return max(1, int(fraction * free // per_member))
+
+
+def member_bytes(model: nn.Module, recipe: Recipe, n: int, image_shape: tuple[int, ...]) -> int:
+    """Device bytes one network needs in a training program: the compiled single-network
+    step's temporaries plus its state twice (donated input and output)."""
+    variables = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, *image_shape), jnp.float32), train=False))
+    states = jax.eval_shape(lambda v: spawn(v, 1, recipe), variables)
+    data = data_lib.DeviceData(
+        jax.ShapeDtypeStruct((n, *image_shape), jnp.uint8), jax.ShapeDtypeStruct((n,), jnp.int32),
+        jax.ShapeDtypeStruct((1, *image_shape), jnp.uint8), jax.ShapeDtypeStruct((1,), jnp.int32),
+        jax.ShapeDtypeStruct((image_shape[-1],), jnp.float32),
+        jax.ShapeDtypeStruct((image_shape[-1],), jnp.float32))
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), 1))
+    perms = jax.ShapeDtypeStruct((1, n), jnp.int32)
+    fn = jax.jit(_local_program("loop", 1, model, recipe, n, 1, False))
+    mem = fn.lower(states, jax.eval_shape(lambda: zero_sums(1)), None, keys, perms,
+                   data).compile().memory_analysis()
+    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(states))
+    return int(mem.temp_size_in_bytes + 2 * state_bytes)
 
 
 def _progress_bar(progress: Any, total: int, k: int):

@@ -148,11 +148,11 @@ def epoch_permutation(key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
         jax.random.fold_in(jax.random.fold_in(key, DATA_ORDER), epoch), n)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch"))
-def eval_batch(variables: dict, data: data_lib.DeviceData, start: jax.Array, *,
-               model: nn.Module, batch: int) -> tuple[jax.Array, jax.Array]:
+def eval_sums(variables: dict, data: data_lib.DeviceData, start: jax.Array, *,
+              model: nn.Module, batch: int) -> tuple[jax.Array, jax.Array]:
     """Summed test loss and correct predictions over `batch` test images from `start`
-    (rows past the end of the test set are masked out)."""
+    (rows past the end of the test set are masked out). Traceable: evaluation programs map it
+    over a stack and loop it over batches."""
     n = data.x_test.shape[0]
     idx = start + jnp.arange(batch)
     valid = idx < n
@@ -163,6 +163,9 @@ def eval_batch(variables: dict, data: data_lib.DeviceData, start: jax.Array, *,
     loss = jnp.sum(jnp.where(valid, cross_entropy(logits, labels), 0.0))
     correct = jnp.sum(jnp.where(valid, jnp.argmax(logits, -1) == labels, False))
     return loss, correct
+
+
+eval_batch = jax.jit(eval_sums, static_argnames=("model", "batch"))
 
 
 def evaluate(variables: dict, data: data_lib.DeviceData, model: nn.Module,

@@ -38,6 +38,36 @@ def test_barrier_end_points_reproduce_the_networks_accuracy(two_siblings, bn):
     assert res["barrier"] >= 0.0 and res["barrier"] == max(res["errors"]) - np.mean(res["end_errors"])
 
 
+def test_points_evaluated_as_stacks_equal_one_network_at_a_time(two_siblings):
+    """The path as a stack, its BN statistics re-estimated and its points evaluated in one
+    program (or chunks of 2, the last padded), against one point at a time by hand."""
+    a, b, d, model = two_siblings
+    alphas = np.linspace(0, 1, 3)
+    stack = connectivity.path(a, b, alphas)
+    for i, alpha in enumerate(alphas):
+        for x, y in zip(jax.tree.leaves(siblings.index(stack, i)),
+                        jax.tree.leaves(connectivity.interpolate(a, b, float(alpha)))):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    stats = connectivity.recompute_batch_stats(stack, d, model, batches=3, batch_size=100)
+    probe = model.clone(bn_momentum=0.0)
+    for i in range(3):
+        v = siblings.index(stack, i)
+        per_batch = [probe.apply(v, data.normalize(d.x_train[s:s + 100], d.mean, d.std),
+                                 train=True, mutable=["batch_stats"])[1]["batch_stats"]
+                     for s in (0, 100, 156)]  # the last batch ends at the last example
+        want = jax.tree.map(lambda *xs: sum(xs) / 3, *per_batch)
+        for x, y in zip(jax.tree.leaves(siblings.index(stats["batch_stats"], i)), jax.tree.leaves(want)):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    for bn in ("interpolate", "recompute"):
+        whole = connectivity.error_barrier(a, b, d, model, points=3, bn=bn)
+        chunked = connectivity.error_barrier(a, b, d, model, points=3, bn=bn, chunk=2,
+                                             steps_per_call=100)  # batches looped on device
+        assert whole == chunked
+    by_hand = [1 - train.evaluate(connectivity.interpolate(a, b, float(al)), d, model)["accuracy"]
+               for al in alphas]
+    assert whole["errors"] == pytest.approx(by_hand, abs=1 / 128)  # at most one image apart
+
+
 def test_bad_arguments(two_siblings):
     a, b, d, model = two_siblings
     with pytest.raises(ValueError, match="bn"):

@@ -135,3 +135,37 @@ def test_random_baselines_have_the_requested_densities(smoke):
 
 def _layer_counts(m):
     return {masks.path_str(p): int(np.sum(x)) for p, x in jax.tree_util.tree_flatten_with_path(m)[0]}
+
+
+def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
+    """Stacks of retrained masks: k on CPU, what the device holds on a GPU/TPU (balanced), and
+    fixed in plan.json, so a run resumed on another device keeps its chunk files valid."""
+    import types
+
+    from jaxlottery import config, models
+    from jaxlottery.train import Recipe
+
+    logs = []
+
+    def ctx(**cfg):
+        return types.SimpleNamespace(
+            config=config.preset("smoke", k=10, **cfg), log=logs.append, mesh=None,
+            model=models.resnet(8, 4), recipe=Recipe(batch_size=64),
+            dataset=types.SimpleNamespace(x_train=np.zeros((256, 8, 8, 3)), image_shape=(8, 8, 3)),
+            path=lambda *parts: experiment.Context.path(types.SimpleNamespace(rundir=str(tmp_path)),
+                                                        *parts))
+
+    assert experiment._retrain_chunk(ctx(), "a", 56) == 10  # CPU: no memory figure, k
+    assert checkpoint.read_json(str(tmp_path / "a" / "plan.json")) == {"members": 56, "chunk": 10}
+    monkeypatch.setattr(siblings, "stack_capacity", lambda *a, **kw: 40)  # "a GPU with room for 40"
+    assert experiment._retrain_chunk(ctx(), "a", 56) == 10  # the plan is kept
+    assert experiment._retrain_chunk(ctx(), "b", 56) == 28  # a new folder: 2 x 28, not 40 + 16
+    assert experiment._retrain_chunk(ctx(retrain_chunk=7), "c", 56) == 7  # asked for
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "chunk0.json").write_text("{}")  # started by a version without plans
+    assert experiment._retrain_chunk(ctx(), "old", 56) == 10
+    (tmp_path / "b" / "plan.json").write_text('{"members": 12, "chunk": 28}')  # another stack
+    logs.clear()
+    assert experiment._retrain_chunk(ctx(), "b", 56) == 28 and "planning again" in logs[0]
+    (tmp_path / "b" / "plan.json").write_text("null")  # parses, but is no plan
+    assert experiment._retrain_chunk(ctx(), "b", 56) == 28

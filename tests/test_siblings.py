@@ -49,7 +49,9 @@ def test_sibling_i_equals_a_single_run_with_key_i(setup, separate_runs, strategy
     d, v, r, keys, ms = setup
     states, hist = siblings.train(siblings.spawn(v, 3, r), keys, d, models.resnet(**ARCH), r,
                                   until=4, ms=ms, strategy=strategy, evaluate=False)
-    tol = dict(rtol=2e-4, atol=2e-5) if strategy == "vmap" else dict(rtol=1e-5, atol=1e-6)
+    # vmap and lax.map compile the step as a batched or loop-body computation of its own,
+    # which rounds differently from the single-network program.
+    tol = dict(rtol=2e-4, atol=2e-5) if strategy in ("vmap", "map") else dict(rtol=1e-5, atol=1e-6)
     for i, (single, h) in enumerate(separate_runs):
         member = siblings.index(states, i)
         for a, b in zip(jax.tree.leaves(member), jax.tree.leaves(single)):  # BN stats included
@@ -63,6 +65,7 @@ def test_default_strategy_per_backend():
     assert siblings.default_strategy("cpu") == "loop"
     assert siblings.default_strategy("gpu") == "vmap"
     assert siblings.default_strategy("tpu") == "vmap"
+    assert siblings.default_steps_per_call("cpu") == 1
 
 
 def test_bad_arguments(setup):
