@@ -1,0 +1,395 @@
+"""One call that measures the study's training loop on whatever backend it finds.
+
+    PYTHONPATH=. python benchmarks/accelerator.py --out=DIR     # a GPU or TPU: < 4 min on an H100
+    python benchmarks/accelerator.py --quick --out=DIR          # CPU smoke test: < 1 min
+
+Measures, in order of importance (rows past the time budget `--budget` are skipped and listed):
+- the environment: device kind and count, memory, library versions, matmul precision, and the
+  dense f32 matmul rate at default precision (the "peak" the training rates are set against);
+- training throughput of ResNet-20 at batch 128 on CIFAR-shaped synthetic data (50,000 images
+  on the device) through `siblings.train` itself (data order, augmentation, masked step,
+  metric sums, the host's reads): per-step vmap / loop / separate and programs of
+  `--steps_per_call` iterations with vmap / loop / map, at k = 10, 1, then larger stacks
+  (20, 40, where memory allows), then 2 and 5. Images/s, compile seconds, the device's peak
+  memory so far (rows run in that order, so a row's growth is its own), TFLOP/s (from XLA's FLOP
+  count of one training image) and its fraction of the measured matmul rate;
+- evaluation throughput of a 10-member stack (host loop over batches vs all batches on device);
+- the cost of one checkpoint of a 10-member stack (what training waits for, and the full write);
+- a projection of the paper preset's wall time per stage from these rates and the preset's own
+  network-epoch counts, with the defaults and with the fastest measured way.
+
+Writes `DIR/accelerator.json` (after every row, so a run cut short keeps what it measured) and
+`DIR/accelerator.md`. Needs no tensorflow-datasets and nothing from the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from jaxlottery import checkpoint, config, data, models, siblings  # noqa: E402
+from jaxlottery.train import Recipe  # noqa: E402
+
+FULL = dict(depth=20, width=16, image=32, train=50_000, test=10_000, batch=128, steps=100,
+            per_call=50, ks=(10, 1, 20, 40, 2, 5), matmul=8192, budget=170.0)
+QUICK = dict(depth=8, width=4, image=16, train=256, test=128, batch=32, steps=4, per_call=2,
+             ks=(2, 1), matmul=512, budget=40.0)
+MODES = (("step", "vmap"), ("program", "vmap"), ("program", "map"), ("step", "loop"),
+         ("program", "loop"), ("step", "separate"))
+
+
+@dataclasses.dataclass
+class Bench:
+    """What every measurement needs: sizes, data, model, where results go, the clock."""
+
+    size: dict
+    out: str
+    started: float
+    data: data.DeviceData
+    model: object
+    recipe: Recipe
+    variables: dict
+    results: dict
+
+    def left(self) -> float:
+        return self.size["budget"] - (time.perf_counter() - self.started)
+
+    def save(self) -> None:
+        with open(os.path.join(self.out, "accelerator.json"), "w") as f:
+            json.dump(self.results, f, indent=1, default=float)
+
+
+def environment() -> dict:
+    def version(pkg):
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() or {}
+    return {"date": datetime.date.today().isoformat(), "backend": jax.default_backend(),
+            "device_kind": dev.device_kind, "device_count": jax.device_count(),
+            "process_count": jax.process_count(), "memory_bytes": stats.get("bytes_limit"),
+            "python": platform.python_version(),
+            "versions": {p: version(p) for p in ("jax", "jaxlib", "flax", "optax",
+                                                 "orbax-checkpoint", "numpy")},
+            "default_matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None)),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def matmul_tflops(n: int, reps: int = 10) -> float:
+    """Dense f32 matmul rate at the default precision (TF32 on recent NVIDIA GPUs, bf16 passes
+    on TPUs): the practical peak the training rates are compared with."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: (x @ x) * (1.0 / n))  # rescaled, so nothing overflows
+    f(a).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a = f(a)
+    a.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def flops_per_image(b: Bench) -> float | None:
+    """XLA's FLOP count of one training iteration of one network, per image."""
+    states = siblings.spawn(b.variables, 1, b.recipe)
+    keys = jax.random.split(jax.random.key(0), 1)
+    perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), b.size["train"])
+    fn = siblings.program("loop", 1, b.model, b.recipe, b.size["train"], 1, False)
+    cost = fn.lower(states, siblings.zero_sums(1), None, keys, perms, b.data).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = (cost or {}).get("flops")
+    return float(flops) / b.size["batch"] if flops else None
+
+
+def peak_bytes() -> int | None:
+    """The device's high-water mark of memory in use so far (GPU/TPU; None on CPU)."""
+    return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+
+
+def train_row(b: Bench, mode: str, strategy: str, k: int) -> dict:
+    """Images/s of k siblings through `siblings.train`: one call compiles and warms up, the
+    next `steps` iterations are timed (all inside the first epoch's full batches)."""
+    s = b.size
+    per_call = 1 if mode == "step" else s["per_call"]
+    warm = 2 if mode == "step" else per_call
+    states = siblings.spawn(b.variables, k, b.recipe)
+    keys = jax.random.split(jax.random.key(1), k)
+    kw = dict(strategy=strategy, steps_per_call=per_call, evaluate=False)
+    t0 = time.perf_counter()
+    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm, **kw)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm + s["steps"], **kw)
+    wall = time.perf_counter() - t0
+    rate = k * s["batch"] * s["steps"] / wall
+    row = {"mode": mode, "strategy": strategy, "k": k, "steps_per_call": per_call,
+           "images_per_s": rate, "step_ms": 1e3 * wall / s["steps"],
+           "compile_s": max(0.0, first - warm * k * s["batch"] / rate),
+           "peak_bytes_so_far": peak_bytes()}
+    if b.results.get("flops_per_image"):
+        row["tflops"] = rate * b.results["flops_per_image"] / 1e12
+        row["fraction_of_matmul_peak"] = row["tflops"] / b.results["matmul_tflops"]
+    return row
+
+
+def eval_row(b: Bench, k: int, on_device: bool, strategy: str) -> dict:
+    """Test images/s of a k-member stack (10,000 test images, batch 1000)."""
+    states = siblings.spawn(b.variables, k, b.recipe)
+    kw = dict(strategy=strategy, steps_per_call=2 if on_device else 1)
+    t0 = time.perf_counter()
+    siblings.evaluate_stack(states, b.data, b.model, 1000, **kw)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    siblings.evaluate_stack(states, b.data, b.model, 1000, **kw)
+    wall = time.perf_counter() - t0
+    return {"k": k, "strategy": strategy, "batches_on_device": on_device,
+            "images_per_s": k * b.size["test"] / wall, "compile_s": max(0.0, first - wall)}
+
+
+def checkpoint_row(b: Bench, k: int) -> dict:
+    """Seconds one checkpoint of a k-member stack costs the training loop (the host copy; the
+    files are written in the background) and in all."""
+    states = siblings.spawn(b.variables, k, b.recipe)
+    blocking, total = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpts = checkpoint.Checkpoints(tmp)
+        for step in range(1, 4):
+            t0 = time.perf_counter()
+            ckpts.save(step, states, {"history": [{"epoch": step}]})
+            blocking.append(time.perf_counter() - t0)
+            ckpts.wait()
+            total.append(time.perf_counter() - t0)
+        ckpts.close()
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(states))
+    return {"k": k, "bytes": nbytes, "blocking_s": float(np.median(blocking)),
+            "total_s": float(np.median(total))}
+
+
+def best(rows: list[dict], k: int, modes=None) -> dict | None:
+    """The fastest measured row at stack size k (among `modes`), or at the nearest measured k."""
+    ok = [r for r in rows if "images_per_s" in r and (modes is None or (r["mode"], r["strategy"]) in modes)]
+    if not ok:
+        return None
+    nearest = min({r["k"] for r in ok}, key=lambda m: (abs(m - k), -m))
+    return max((r for r in ok if r["k"] == nearest), key=lambda r: r["images_per_s"])
+
+
+def projection(b: Bench) -> dict:
+    """The paper preset's wall time per stage, from the measured rates (with today's defaults
+    and with the fastest measured way), its network-epoch counts and its evaluation work."""
+    cfg = config.Config()
+    res = b.results
+    n, n_test = 50_000, 10_000
+    cost = cfg.network_epochs()
+    capacity = res.get("stack_capacity")
+    masks_per_spawn = cost["retrain"] / sum(cfg.epochs - t for t in cfg.retrain_spawn_epochs)
+    chunk = siblings.chunk_size(int(round(masks_per_spawn)), cfg.k, capacity)
+    stacks = {"shared": 1, "siblings": cfg.k, "independent": cfg.independent_inits,
+              "retrain": chunk}
+    evals = {"shared": 0, "siblings": cost["siblings"] * n_test,
+             "independent": cost["independent"] * n_test,
+             "retrain": masks_per_spawn * len(cfg.retrain_spawn_epochs) * n_test}
+    lmc = cfg.lmc_pairs * cfg.lmc_points * len(cfg.spawn_epochs)
+    evals["connectivity"] = lmc * len(cfg.lmc_bn) * n_test + lmc * 20 * 500
+    checkpoints = {"shared": max(cfg.spawn_epochs), "siblings": sum(cfg.epochs - t for t in cfg.spawn_epochs),
+                   "independent": cfg.epochs,
+                   "retrain": sum(-(-masks_per_spawn // chunk) * (cfg.epochs - t)
+                                  for t in cfg.retrain_spawn_epochs)}
+    d = siblings.backend_defaults()
+    default_mode = (("step" if d.steps_per_call == 1 else "program"), d.strategy)
+    eval_rate = max((r["images_per_s"] for r in res["evaluation"]), default=None)
+    ckpt_s = res["checkpoint"]["blocking_s"] if res.get("checkpoint") else 0.0
+    out = {"stack_sizes": stacks, "network_epochs": cost, "eval_images": evals}
+    for label, modes in (("defaults", {default_mode}), ("fastest", None)):
+        stages, total_train, total_other = {}, 0.0, 0.0
+        for stage, k in stacks.items():
+            row = best(res["training"], k, modes)
+            if row is None:
+                continue
+            train_s = cost[stage] * n / row["images_per_s"]
+            other = (evals[stage] / eval_rate if eval_rate else 0.0) + checkpoints[stage] * ckpt_s \
+                + 2 * row["compile_s"]
+            stages[stage] = {"stack": k, "measured_at_k": row["k"], "way": f"{row['mode']} {row['strategy']}",
+                             "images_per_s": row["images_per_s"], "train_h": train_s / 3600,
+                             "other_h": other / 3600}
+            total_train, total_other = total_train + train_s, total_other + other
+        if eval_rate:
+            stages["connectivity"] = {"other_h": evals["connectivity"] / eval_rate / 3600}
+            total_other += evals["connectivity"] / eval_rate
+        out[label] = {"stages": stages, "train_h": total_train / 3600,
+                      "total_h": (total_train + total_other) / 3600,
+                      "outside_training": total_other / max(total_train + total_other, 1e-9)}
+    return out
+
+
+def markdown(res: dict) -> str:
+    env = res["environment"]
+    lines = [f"# Accelerator benchmark: {env['device_kind']} ({env['backend']}), {env['date']}", "",
+             f"jax {env['versions']['jax']}, jaxlib {env['versions']['jaxlib']}, flax "
+             f"{env['versions']['flax']}, optax {env['versions']['optax']}, orbax "
+             f"{env['versions']['orbax-checkpoint']}; {env['device_count']} device(s); "
+             f"matmul precision {env['default_matmul_precision']}; f32 matmul "
+             f"{res['matmul_tflops']:.1f} TFLOP/s; {res.get('flops_per_image') or 0:.3g} FLOP "
+             f"per training image; model {res['size']['model']}.", "",
+             "| way | strategy | k | img/s | step ms | compile s | peak MB so far | TFLOP/s | of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["training"]:
+        if "images_per_s" not in r:
+            lines.append(f"| {r['mode']} | {r['strategy']} | {r['k']} | {r.get('skipped', '')} |"
+                         " | | | | |")
+            continue
+        mb = f"{r['peak_bytes_so_far'] / 2**20:,.0f}" if r.get("peak_bytes_so_far") else ""
+        lines.append(f"| {r['mode']} | {r['strategy']} | {r['k']} | {r['images_per_s']:,.0f} | "
+                     f"{r['step_ms']:.1f} | {r['compile_s']:.1f} | {mb} | {r.get('tflops', 0):.2f} | "
+                     f"{100 * r.get('fraction_of_matmul_peak', 0):.1f}% |")
+    lines += ["", "| evaluation | k | strategy | img/s | compile s |", "|---|---|---|---|---|"]
+    for r in res["evaluation"]:
+        lines.append(f"| {'batches on device' if r['batches_on_device'] else 'host loop'} | "
+                     f"{r['k']} | {r['strategy']} | {r['images_per_s']:,.0f} | {r['compile_s']:.1f} |")
+    if res.get("checkpoint"):
+        c = res["checkpoint"]
+        lines += ["", f"Checkpoint of k = {c['k']} ({c['bytes'] / 2**20:.1f} MB): training waits "
+                  f"{1e3 * c['blocking_s']:.1f} ms, written in {1e3 * c['total_s']:.1f} ms."]
+    p = res.get("projection")
+    if p:
+        toy = "" if res["size"]["depth"] == 20 and res["size"]["width"] == 16 else (
+            f" (rates of the toy {res['size']['model']}, not ResNet-20: a test of the arithmetic)")
+        lines += ["", f"Projected paper preset (23,185 network-epochs), hours{toy}. 'Other' is "
+                  "evaluation, checkpoints and compilation; a stack size not measured uses the rate "
+                  "per image of the nearest one measured.", "",
+                  "| stage | stack | defaults: way (at k) | train h | other h | fastest: way (at k) "
+                  "| train h | other h |", "|---|---|---|---|---|---|---|---|"]
+        for stage in p["defaults"]["stages"]:
+            a, f = p["defaults"]["stages"][stage], p["fastest"]["stages"].get(stage, {})
+            way = lambda r: f"{r['way']} ({r['measured_at_k']})" if "way" in r else ""  # noqa: E731
+            lines.append(f"| {stage} | {a.get('stack', '')} | {way(a)} | {a.get('train_h', 0):.2f} "
+                         f"| {a['other_h']:.2f} | {way(f)} | {f.get('train_h', 0):.2f} | "
+                         f"{f.get('other_h', 0):.2f} |")
+        for label in ("defaults", "fastest"):
+            q = p[label]
+            lines.append(f"\n{label}: {q['total_h']:.2f} h in all, {q['train_h']:.2f} h of training "
+                         f"steps, {100 * q['outside_training']:.1f}% outside them.")
+    if res.get("skipped"):
+        lines += ["", f"Skipped (time budget): {', '.join(res['skipped'])}"]
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def main(argv=None) -> None:
+    ap = _Parser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for accelerator.json and accelerator.md")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a CPU smoke test")
+    ap.add_argument("--budget", type=float, default=None, help="seconds of measuring (default: "
+                    f"{FULL['budget']:.0f}, quick {QUICK['budget']:.0f}); later rows are skipped")
+    ap.add_argument("--steps_per_call", type=int, default=None,
+                    help="iterations per call of the program rows (default: 50, quick 2)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed iterations per row (default: 100, quick 4)")
+    ap.add_argument("--ks", default=None, help="stack sizes in the order measured "
+                    "(default: 10,1,20,40,2,5; quick 2,1)")
+    args = ap.parse_args(argv)
+    size = dict(QUICK if args.quick else FULL)
+    for name in ("budget", "steps_per_call", "steps"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            ap.error(f"--{name} must be positive, got {value}")
+    size.update({k: v for k, v in (("budget", args.budget), ("per_call", args.steps_per_call),
+                                   ("steps", args.steps)) if v is not None})
+    if args.ks is not None:
+        try:
+            size["ks"] = tuple(int(x) for x in args.ks.split(","))
+        except ValueError:
+            ap.error(f"--ks: expected comma-separated integers, got {args.ks!r}")
+        if not size["ks"] or min(size["ks"]) < 1:
+            ap.error(f"--ks: stack sizes must be >= 1, got {args.ks!r}")
+    full_batches = size["train"] // size["batch"]
+    if max(2, size["per_call"]) + size["steps"] > full_batches:
+        ap.error(f"--steps and --steps_per_call: a row times its iterations inside the first "
+                 f"epoch ({full_batches} full batches); ask for fewer")
+    os.makedirs(args.out, exist_ok=True)
+    if args.quick:  # toy sizes: compilation dominates, as in the test suite
+        jax.config.update("jax_disable_most_optimizations", True)
+    started = time.perf_counter()
+    shape = (size["image"], size["image"], 3)
+    rng = np.random.default_rng(0)  # random pixels: throughput does not depend on content
+    ds = data.Dataset("random", rng.integers(0, 256, (size["train"], *shape), np.uint8),
+                      rng.integers(0, 10, size["train"], np.int32),
+                      rng.integers(0, 256, (size["test"], *shape), np.uint8),
+                      rng.integers(0, 10, size["test"], np.int32), 10,
+                      (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), synthetic=True)
+    b = Bench(size, args.out, started, data.to_device(ds),
+              models.resnet(size["depth"], size["width"]), Recipe(batch_size=size["batch"]),
+              models.init(jax.random.key(0), size["depth"], size["width"], image_shape=shape),
+              {"environment": environment(), "training": [], "evaluation": [], "skipped": []})
+    b.results["size"] = dict(size, model=f"ResNet-{size['depth']} width {size['width']}")
+    b.results["matmul_tflops"] = matmul_tflops(size["matmul"])
+    b.results["flops_per_image"] = flops_per_image(b)
+    env = b.results["environment"]
+    print(f"{env['device_kind']} ({env['backend']}), jax {env['versions']['jax']}; f32 matmul "
+          f"{b.results['matmul_tflops']:.1f} TFLOP/s; {b.results['flops_per_image'] or 0:.3g} "
+          f"FLOP per training image", flush=True)
+    capacity = siblings.stack_capacity(b.model, b.recipe, size["train"], shape, "vmap")
+    b.results["stack_capacity"] = capacity
+    print(f"{'way':8s} {'strategy':9s} {'k':>3s} {'img/s':>9s} {'step ms':>8s} {'compile s':>9s} "
+          f"{'MB':>6s} {'TFLOP/s':>8s}", flush=True)
+    for k in size["ks"]:
+        for mode, strategy in MODES:
+            if k > max(size["ks"][:2]) and strategy in ("loop", "separate"):
+                continue  # large stacks: loop programs grow with k; separate is per member
+            if mode == "step" and strategy == "separate" and k == 1:
+                continue  # the same as step-loop at k = 1
+            if capacity is not None and k > capacity:
+                b.results["skipped"].append(f"{mode} {strategy} k={k} (memory)")
+                continue
+            if b.left() <= 0:
+                b.results["skipped"].append(f"{mode} {strategy} k={k}")
+                continue
+            row = train_row(b, mode, strategy, k)
+            b.results["training"].append(row)
+            mb = f"{row['peak_bytes_so_far'] / 2**20:6,.0f}" if row["peak_bytes_so_far"] else "     -"
+            print(f"{mode:8s} {strategy:9s} {k:3d} {row['images_per_s']:9,.0f} "
+                  f"{row['step_ms']:8.1f} {row['compile_s']:9.1f} {mb:>6s} "
+                  f"{row.get('tflops', 0):8.2f}", flush=True)
+            b.save()
+    k_eval = size["ks"][0]
+    for on_device, strategy in ((False, siblings.default_strategy()), (True, siblings.default_strategy()),
+                                (True, "map")):
+        row = eval_row(b, k_eval, on_device, strategy)
+        b.results["evaluation"].append(row)
+        print(f"evaluation k={k_eval} {strategy} {'on device' if on_device else 'host loop'}: "
+              f"{row['images_per_s']:,.0f} img/s (compile {row['compile_s']:.1f} s)", flush=True)
+    b.results["checkpoint"] = checkpoint_row(b, k_eval)
+    c = b.results["checkpoint"]
+    print(f"checkpoint k={k_eval}: training waits {1e3 * c['blocking_s']:.1f} ms, written in "
+          f"{1e3 * c['total_s']:.1f} ms", flush=True)
+    b.results["projection"] = projection(b)
+    b.results["seconds"] = time.perf_counter() - started
+    b.save()
+    text = markdown(b.results)
+    with open(os.path.join(args.out, "accelerator.md"), "w") as f:
+        f.write(text)
+    print(text[text.index("Projected"):] if "Projected" in text else "", flush=True)
+    print(f"{b.results['seconds']:.0f} s; wrote {args.out}/accelerator.json and accelerator.md")
+
+
+if __name__ == "__main__":
+    main()
