@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxlottery.files import atomic_open, atomic_write_bytes, fault_point
+from jaxlottery.sharding import fully_addressable
 
 
 class Checkpoints:
@@ -40,7 +41,8 @@ class Checkpoints:
         training program may reuse (donate) its buffers at once; the files are written in a
         background thread, into a temporary folder renamed when complete. A save waits for the
         previous one to finish; `wait()` or `close()` waits for the last."""
-        host = jax.tree.map(lambda x: jax.device_get(x) if _fully_addressable(x) else x, state)
+        # Arrays spread over several processes are left to orbax, which copies its shards.
+        host = jax.tree.map(lambda x: jax.device_get(x) if fully_addressable(x) else x, state)
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))))
         fault_point("checkpoint")  # the save is in flight
@@ -69,12 +71,6 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
-
-
-def _fully_addressable(x: Any) -> bool:
-    """Arrays this process holds whole (copied to the host before an asynchronous save);
-    arrays spread over several processes are left to orbax, which copies its shards."""
-    return not isinstance(x, jax.Array) or x.is_fully_addressable
 
 
 def _check_shapes(state: Any, like: Any, where: str) -> None:

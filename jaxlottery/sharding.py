@@ -93,7 +93,7 @@ def place(tree: Any, mesh: Mesh, spec: P = P(AXIS)) -> Any:
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(one(jax.random.key_data(x)),
                                             impl=jax.random.key_impl(x))
-        host = np.asarray(jax.device_get(x)) if _fully_addressable(x) else None
+        host = np.asarray(jax.device_get(x)) if fully_addressable(x) else None
         sharding = NamedSharding(mesh, spec)
         if host is None:  # already a global array: reshard on device
             return jax.device_put(x, sharding)
@@ -105,7 +105,7 @@ def gather(tree: Any) -> Any:
     """Host copies of arrays, on every process; arrays spread over several processes are
     all-gathered (a collective: every process must call it)."""
     def one(x):
-        if _fully_addressable(x):
+        if fully_addressable(x):
             return jax.device_get(x)
         from jax.experimental import multihost_utils
 
@@ -146,5 +146,6 @@ def sharded(local_fn, mesh: Mesh, stacked: tuple[bool, ...], outputs: int,
                                  check_vma=False), donate_argnums=donate)
 
 
-def _fully_addressable(x) -> bool:
+def fully_addressable(x) -> bool:
+    """Whether this process holds all of `x` (not an array spread over several processes)."""
     return not isinstance(x, jax.Array) or x.is_fully_addressable
