@@ -1,7 +1,7 @@
 """One call that measures the study's training loop on whatever backend it finds.
 
-    PYTHONPATH=. python benchmarks/accelerator.py --out=DIR     # a GPU or TPU: < 4 min on an H100
-    python benchmarks/accelerator.py --quick --out=DIR          # CPU smoke test: < 1 min
+    PYTHONPATH=. python benchmarks/accelerator.py --out=DIR     # a GPU or TPU (budget: 4 min)
+    python benchmarks/accelerator.py --quick --out=DIR          # toy sizes: a CPU smoke test
 
 Measures, in order of importance (rows past the time budget `--budget` are skipped and listed):
 - the environment: device kind and count, memory, library versions, matmul precision, and the

@@ -24,7 +24,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxlottery import data, models, sharding, siblings
+from jaxlottery import data, models, sharding, siblings, stacks
 from jaxlottery.train import Recipe
 
 
@@ -36,7 +36,7 @@ def measure(strategy: str, k: int, args, d, variables, mesh=None) -> dict:
     perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), d.x_train.shape[0])
     if mesh is not None:
         k_run = sharding.padded_size(k, mesh)
-        states, keys, perms = (sharding.place(sharding.pad(x, k_run), mesh)
+        states, keys, perms = (sharding.place(stacks.pad(x, k_run), mesh)
                                for x in (states, keys, perms))
         d = sharding.place(d, mesh, sharding.P())
     k_run = sharding.padded_size(k, mesh) if mesh else k

@@ -1,6 +1,6 @@
 """The study end to end: `python experiments/run.py --k=10` (paper protocol on CIFAR-10).
 
-    python experiments/run.py --preset=smoke          # every stage on synthetic data, ~1 min
+    python experiments/run.py --preset=smoke          # every stage on synthetic data, in minutes
     python experiments/run.py --preset=quick --dataset=fashion_mnist.npz
     python experiments/run.py --help                  # every flag with its default
 

@@ -45,55 +45,6 @@ def _parse(kind, name: str):
     return kind
 
 
-HELP = {
-    "seed": "root seed: init, data orders, augmentation, subsets, random masks",
-    "dataset": "a TFDS name (cifar10, cifar100, mnist, fashion_mnist, svhn_cropped), "
-               "'synthetic', or the path of an .npz file",
-    "data_dir": "where datasets are (or get) prepared; TFDS's default when none",
-    "train_subset": "train on a seeded random subset of this many images (none: all)",
-    "test_subset": "evaluate on a seeded random subset of this many test images",
-    "model_depth": "ResNet depth 6n+2 (8, 14, 20, 32, 56)",
-    "model_width": "channels of the first stage (ResNet-20: 16)",
-    "epochs": "length of the schedule; every network trains to its end",
-    "batch_size": "SGD batch size",
-    "lr": "initial learning rate",
-    "momentum": "SGD momentum (PyTorch form)",
-    "weight_decay": "added to every parameter's gradient before momentum",
-    "lr_drop_epochs": "epochs at which the learning rate is multiplied by 0.1",
-    "augment": "random flips and 4-pixel padded crops (true/false)",
-    "k": "siblings spawned at every spawn point",
-    "spawn_epochs": "epochs of shared training before the siblings split",
-    "densities": "fractions of weights kept, for the consistency analysis",
-    "independent_inits": "control networks trained from different inits (0 or >= 2)",
-    "k_values": "numbers of siblings whose masks are composed (capped at --k)",
-    "compose": "composition methods: union, intersection, vote (majority)",
-    "retrain_spawn_epochs": "spawn points whose composed masks are retrained (rewound to W_t)",
-    "retrain_densities": "densities at which composed and baseline masks are retrained",
-    "baseline_siblings": "single siblings pruned one-shot and retrained as the baseline",
-    "random_baselines": "extra retrained baselines: random (same global density), "
-                        "random_matched (same per-layer densities), reinit (the masks, fresh init)",
-    "lmc_pairs": "disjoint sibling pairs per spawn point for linear mode connectivity (0: off)",
-    "lmc_points": "evenly spaced points on the line between two siblings (31 in the LMC paper)",
-    "lmc_bn": "BatchNorm statistics on the path: interpolate, recompute (on training data), or both",
-    "imp_levels": "iterative magnitude pruning levels, rewound each time (0: off)",
-    "imp_rate": "fraction of the remaining weights IMP prunes per level (level L keeps "
-                "(1 - rate)^L)",
-    "imp_rewind_epoch": "epoch IMP rewinds to (a spawn epoch; none: the last retraining spawn point)",
-    "imp_k": "siblings trained per level of parallel IMP (none: k)",
-    "imp_compose": "how parallel IMP composes its siblings' masks: union, intersection, vote",
-    "strategy": "how siblings share a program: vmap, loop, map (lax.map) or separate "
-                "(none: per backend)",
-    "steps_per_call": "training iterations per compiled call; 1 dispatches every iteration, a "
-                      "number >= an epoch's iterations makes each epoch one program (none: per "
-                      "backend)",
-    "shard": "split sibling stacks over all devices (and hosts) when there are several",
-    "checkpoint_every": "epochs between checkpoints of a training stage (always at its end)",
-    "retrain_chunk": "masks retrained together in one program (none: k on CPU; on a GPU/TPU "
-                     "as many as half its free memory holds)",
-    "eval_batch": "test-set batch size",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py", description="Consistency and composability of lottery-ticket "
                 "masks (Movva, Frankle & Carbin 2021), end to end. Run the same command again "
@@ -109,15 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_processes", type=int, default=None, help="multi-host: process count")
     p.add_argument("--process_id", type=int, default=None, help="multi-host: this process")
     p.add_argument("--cpu_devices", type=int, default=None, help="CPU only: split the CPU into "
-                   "this many XLA devices so sibling stacks are sharded over them (measured: no "
-                   "gain on a 2-core VM; see BUILD_NOTES)")
+                   "this many XLA devices so sibling stacks are sharded over them (measured "
+                   "speed-ups: BUILD_NOTES.md)")
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         default = f.default
         shown = ",".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default) \
             if isinstance(default, tuple) else default
         p.add_argument(f"--{f.name}", type=_parse(hints[f.name], f.name), default=None,
-                       help=f"{HELP[f.name]} (paper default: {shown})")
+                       help=f"{f.metadata['help']} (paper default: {shown})")
     return p
 
 
@@ -145,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from jaxlottery import data, experiment, files, report, sharding
+    from jaxlottery import data, experiment, files, report, sharding, verdicts
 
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
@@ -173,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print()
     print(report.summary(results))
-    print("Claim 1 (consistency): " + report.consistency_verdict(results))
-    print("Claim 2 (composability): " + report.composition_verdict(results))
-    for name, section, verdict in (("Mode connectivity", "connectivity", report.connectivity_verdict),
-                                   ("Baselines", "random_baselines", report.baselines_verdict),
-                                   ("IMP", "imp", report.imp_verdict)):
+    print("Claim 1 (consistency): " + verdicts.consistency_verdict(results))
+    print("Claim 2 (composability): " + verdicts.composition_verdict(results))
+    for name, section, verdict in (("Mode connectivity", "connectivity", verdicts.connectivity_verdict),
+                                   ("Baselines", "random_baselines", verdicts.baselines_verdict),
+                                   ("IMP", "imp", verdicts.imp_verdict)):
         if results.get(section):
             print(f"{name}: {verdict(results)}")
     print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")

@@ -24,85 +24,110 @@ import json
 import math
 from typing import Any
 
-from jaxlottery import models
-from jaxlottery.train import Recipe
+from jaxlottery.masks import COMPOSITIONS
 
 PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18))
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
-
-# Fields that say where or how fast, not what: not part of the run id.
-NOT_HASHED = ("data_dir", "strategy", "steps_per_call", "shard", "checkpoint_every",
-              "retrain_chunk", "eval_batch")
-
 
 class ConfigError(ValueError):
     """A setting that cannot run; the message names the flag."""
 
 
+def option(default: Any, help: str, *, hashed: bool = True) -> Any:
+    """A Config field with its help text (the CLI's --help) and whether it is part of the run
+    id (`hashed=False`: it changes where or how fast a run goes, not what it computes)."""
+    return dataclasses.field(default=default, metadata={"help": help, "hashed": hashed})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Every setting of a study; defaults are the paper protocol."""
+    """Every setting of a study; defaults are the paper protocol. Each field carries its help
+    text; the command line, the run id and the training recipe are all made from the fields."""
 
     # Randomness: everything derives from this one seed (see jaxlottery.experiment).
-    seed: int = 0
+    seed: int = option(0, "root seed: init, data orders, augmentation, subsets, random masks")
     # Data
-    dataset: str = "cifar10"  # a TFDS name, "synthetic", or the path of an .npz file
-    data_dir: str | None = None
-    train_subset: int | None = None  # a seeded random subset of the training set
-    test_subset: int | None = None
+    dataset: str = option("cifar10", "a TFDS name (cifar10, cifar100, mnist, fashion_mnist, "
+                          "svhn_cropped), 'synthetic', or the path of an .npz file")
+    data_dir: str | None = option(None, "where datasets are (or get) prepared; TFDS's default "
+                                  "when none", hashed=False)
+    train_subset: int | None = option(None, "train on a seeded random subset of this many "
+                                      "images (none: all)")
+    test_subset: int | None = option(None, "evaluate on a seeded random subset of this many "
+                                     "test images")
     # Model
-    model_depth: int = 20
-    model_width: int = 16
-    # Recipe
-    epochs: int = 160
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_drop_epochs: tuple[int, ...] = (80, 120)
-    augment: bool = True
+    model_depth: int = option(20, "ResNet depth 6n+2 (8, 14, 20, 32, 56)")
+    model_width: int = option(16, "channels of the first stage (ResNet-20: 16)")
+    # Recipe: every field of jaxlottery.train.Recipe, by the same name
+    epochs: int = option(160, "length of the schedule; every network trains to its end")
+    batch_size: int = option(128, "SGD batch size")
+    lr: float = option(0.1, "initial learning rate")
+    momentum: float = option(0.9, "SGD momentum (PyTorch form)")
+    nesterov: bool = option(False, "Nesterov momentum (true/false)")
+    weight_decay: float = option(1e-4, "added to every parameter's gradient before momentum")
+    lr_drop_epochs: tuple[int, ...] = option((80, 120), "epochs at which the learning rate is "
+                                             "multiplied by --lr_drop_factor")
+    lr_drop_factor: float = option(0.1, "what the learning rate is multiplied by at each drop")
+    augment: bool = option(True, "random flips and 4-pixel padded crops (true/false)")
     # Siblings and consistency
-    k: int = 10
-    spawn_epochs: tuple[int, ...] = (0, 1, 2, 5)
-    densities: tuple[float, ...] = PAPER_DENSITIES
-    independent_inits: int = 3  # control: networks from different inits, trained the same way
+    k: int = option(10, "siblings spawned at every spawn point")
+    spawn_epochs: tuple[int, ...] = option((0, 1, 2, 5), "epochs of shared training before the "
+                                           "siblings split")
+    densities: tuple[float, ...] = option(PAPER_DENSITIES, "fractions of weights kept, for the "
+                                          "consistency analysis")
+    independent_inits: int = option(3, "control networks trained from different inits (0 or >= 2)")
     # Composition and retraining
-    k_values: tuple[int, ...] = (2, 3, 5, 10)
-    compose: tuple[str, ...] = ("union", "intersection", "vote")  # vote = majority of k'
-    retrain_spawn_epochs: tuple[int, ...] = (0, 5)
-    retrain_densities: tuple[float, ...] = RETRAIN_DENSITIES
-    baseline_siblings: int = 2  # one-shot baselines: single siblings pruned and retrained
-    # Beyond the paper (jaxlottery.experiment's extra stages). Connectivity costs evaluations
-    # only and is on; the baselines and IMP retrain networks and are off in the paper preset.
-    random_baselines: tuple[str, ...] = ()  # random, random_matched, reinit
-    lmc_pairs: int = 1  # disjoint sibling pairs per spawn point for mode connectivity; 0: off
-    lmc_points: int = 31
-    lmc_bn: tuple[str, ...] = ("interpolate", "recompute")
-    imp_levels: int = 0  # iterative magnitude pruning levels; 0: off
-    imp_rate: float = 0.2  # fraction of the remaining weights pruned per level
-    imp_rewind_epoch: int | None = None  # None: the last of retrain_spawn_epochs
-    imp_k: int | None = None  # siblings per level of parallel IMP; None: k
-    imp_compose: tuple[str, ...] = ("union", "intersection", "vote")
-    # Execution (not hashed)
-    strategy: str | None = None  # vmap | loop | map | separate; None: the backend's default
-    steps_per_call: int | None = None  # iterations per compiled call; None: the backend's default
-    shard: bool = True  # split sibling stacks over all devices (of all processes) when several
-    checkpoint_every: int = 1  # epochs between checkpoints of a training stage (and at its end)
-    retrain_chunk: int | None = None  # masks retrained together; None: k (CPU) or what fits
-    eval_batch: int = 1000
+    k_values: tuple[int, ...] = option((2, 3, 5, 10), "numbers of siblings whose masks are "
+                                       "composed (capped at --k)")
+    compose: tuple[str, ...] = option(("union", "intersection", "vote"), "composition methods, "
+                                      "by name in masks.COMPOSITIONS (vote: a majority of k')")
+    retrain_spawn_epochs: tuple[int, ...] = option((0, 5), "spawn points whose composed masks "
+                                                   "are retrained (rewound to W_t)")
+    retrain_densities: tuple[float, ...] = option(RETRAIN_DENSITIES, "densities at which "
+                                                  "composed and baseline masks are retrained")
+    baseline_siblings: int = option(2, "single siblings pruned one-shot and retrained as the "
+                                    "baseline")
+    # Beyond the paper (the extra stages). Connectivity costs evaluations only and is on; the
+    # baselines and IMP retrain networks and are off in the paper preset.
+    random_baselines: tuple[str, ...] = option((), "extra retrained baselines: random (same "
+                                               "global density), random_matched (same per-layer "
+                                               "densities), reinit (the masks, fresh init)")
+    lmc_pairs: int = option(1, "disjoint sibling pairs per spawn point for linear mode "
+                            "connectivity (0: off)")
+    lmc_points: int = option(31, "evenly spaced points on the line between two siblings (31 in "
+                             "the LMC paper)")
+    lmc_bn: tuple[str, ...] = option(("interpolate", "recompute"), "BatchNorm statistics on the "
+                                     "path: interpolate, recompute (on training data), or both")
+    imp_levels: int = option(0, "iterative magnitude pruning levels, rewound each time (0: off)")
+    imp_rate: float = option(0.2, "fraction of the remaining weights IMP prunes per level "
+                             "(level L keeps (1 - rate)^L)")
+    imp_rewind_epoch: int | None = option(None, "epoch IMP rewinds to (a spawn epoch; none: the "
+                                          "last retraining spawn point)")
+    imp_k: int | None = option(None, "siblings trained per level of parallel IMP (none: k)")
+    imp_compose: tuple[str, ...] = option(("union", "intersection", "vote"), "how parallel IMP "
+                                          "composes its siblings' masks (names as --compose)")
+    # Execution: where and how fast, not what (not hashed)
+    strategy: str | None = option(None, "how siblings share a program: vmap, loop, map "
+                                  "(lax.map) or separate (none: per backend)", hashed=False)
+    steps_per_call: int | None = option(None, "training iterations per compiled call; 1 "
+                                        "dispatches every iteration, a number >= an epoch's "
+                                        "iterations makes each epoch one program (none: per "
+                                        "backend)", hashed=False)
+    shard: bool = option(True, "split sibling stacks over all devices (and hosts) when there "
+                         "are several", hashed=False)
+    checkpoint_every: int = option(1, "epochs between checkpoints of a training stage (always "
+                                   "at its end)", hashed=False)
+    retrain_chunk: int | None = option(None, "masks retrained together in one program (none: "
+                                       "k on CPU; on a GPU/TPU as many as half its free memory "
+                                       "holds)", hashed=False)
+    eval_batch: int = option(1000, "test-set batch size", hashed=False)
 
     def __post_init__(self):
-        for name in ("lr_drop_epochs", "spawn_epochs", "densities", "k_values", "compose",
-                     "retrain_spawn_epochs", "retrain_densities", "random_baselines",
-                     "lmc_bn", "imp_compose"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for f in dataclasses.fields(self):  # lists given for tuple options become tuples
+            if isinstance(f.default, tuple):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
 
     # --- derived ---------------------------------------------------------------------------
-
-    def recipe(self) -> Recipe:
-        return Recipe(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                      batch_size=self.batch_size, epochs=self.epochs,
-                      lr_drop_epochs=self.lr_drop_epochs, augment=self.augment)
 
     def effective_k_values(self) -> tuple[int, ...]:
         """k values for composition, capped at k."""
@@ -125,12 +150,13 @@ class Config:
         return cost
 
     def masks_per_density(self) -> int:
-        """Composed masks per (spawn point, density): each method at each k' (vote needs k' >= 3)."""
+        """Composed masks per (spawn point, density): each method at each k' it is defined for."""
         return len(self.compose_methods(self.effective_k_values()))
 
     def compose_methods(self, ks: tuple[int, ...]) -> list[tuple[str, int]]:
-        """(method, k') pairs that are composed: every method at every k'; vote needs k' >= 3."""
-        return [(how, kk) for kk in ks for how in self.compose if how != "vote" or kk >= 3]
+        """(method, k') pairs that are composed: every method at every k' from its `min_k` on
+        (`masks.COMPOSITIONS`; vote needs k' >= 3)."""
+        return [(how, kk) for kk in ks for how in self.compose if kk >= _min_k(how)]
 
     def random_baseline_methods(self) -> list[str]:
         """Baseline masks retrained per (spawn point, density): random (global density),
@@ -151,9 +177,9 @@ class Config:
 
     def imp_chains(self) -> list[str]:
         """IMP's chains: single-network IMP, one-shot at the same densities, and one parallel
-        chain per composition method (vote needs 3 siblings)."""
+        chain per composition method that is defined for imp_k siblings (vote needs 3)."""
         return ["imp", "oneshot"] + [how for how in self.imp_compose
-                                     if how != "vote" or self.imp_siblings() >= 3]
+                                     if self.imp_siblings() >= _min_k(how)]
 
     def run_id(self) -> str:
         """12 hex digits hashing the non-default, hashed fields (sorted JSON)."""
@@ -186,29 +212,19 @@ class Config:
             if not ok:
                 raise ConfigError(f"--{flag}: {msg}")
 
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        need(is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
-        need(is_int(self.k) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}")
+        need(_is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
+        need(_is_int(self.k) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}")
         need(self.k >= 2, "k", "needs at least 2 siblings to compare masks")
         try:
-            models.check_architecture(self.model_depth, self.model_width, 10)
+            check_architecture(self.model_depth, self.model_width, 10)
         except ValueError as e:
             flag = "model_depth" if "depth" in str(e) else "model_width"
             raise ConfigError(f"--{flag}: {e}") from None
-        need(is_int(self.epochs) and self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size",
-             f"must be >= 1, got {self.batch_size!r}")
-        need(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be positive, got {self.lr!r}")
-        need(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum!r}")
-        need(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        need(all(is_int(e) and 0 < e < self.epochs for e in self.lr_drop_epochs),
-             "lr_drop_epochs", f"must lie in 1..{self.epochs - 1}, got {list(self.lr_drop_epochs)}")
+        check_recipe(self)
         for flag, values in (("spawn_epochs", self.spawn_epochs),
                              ("retrain_spawn_epochs", self.retrain_spawn_epochs)):
             need(len(values) > 0, flag, "needs at least one spawn point")
-            need(all(is_int(t) and 0 <= t < self.epochs for t in values), flag,
+            need(all(_is_int(t) and 0 <= t < self.epochs for t in values), flag,
                  f"spawn epochs must lie in 0..{self.epochs - 1} (the schedule has "
                  f"{self.epochs} epochs), got {list(values)}")
         need(set(self.retrain_spawn_epochs) <= set(self.spawn_epochs), "retrain_spawn_epochs",
@@ -219,52 +235,51 @@ class Config:
             need(len(values) > 0, flag, "needs at least one density")
             need(all(isinstance(d, (int, float)) and 0 < d <= 1 for d in values), flag,
                  f"densities (fractions kept) must lie in (0, 1], got {list(values)}")
-        need(len(self.k_values) > 0 and all(is_int(v) and v >= 1 for v in self.k_values),
+        need(len(self.k_values) > 0 and all(_is_int(v) and v >= 1 for v in self.k_values),
              "k_values", f"must be integers >= 1, got {list(self.k_values)}")
         need(max(self.k_values) <= self.k, "k_values",
              f"values above --k={self.k} are not possible, got {list(self.k_values)}")
-        bad = [c for c in self.compose if c not in ("union", "intersection", "vote")]
-        need(not bad, "compose", f"unknown methods {bad}; choose from union, intersection, vote")
-        need(is_int(self.independent_inits) and self.independent_inits >= 0, "independent_inits",
+        for flag in ("compose", "imp_compose"):
+            bad = [c for c in getattr(self, flag) if c not in COMPOSITIONS]
+            need(not bad, flag, f"unknown methods {bad}; choose from {', '.join(COMPOSITIONS)}")
+        need(_is_int(self.independent_inits) and self.independent_inits >= 0, "independent_inits",
              f"must be an integer >= 0, got {self.independent_inits!r}")
         need(self.independent_inits != 1, "independent_inits",
              "needs 0 (off) or at least 2 networks to compare")
-        need(is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
+        need(_is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
              "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
         bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
         need(not bad, "random_baselines",
              f"unknown baselines {bad}; choose from random, random_matched, reinit")
-        need(is_int(self.lmc_pairs) and 0 <= 2 * self.lmc_pairs <= self.k, "lmc_pairs",
+        need(_is_int(self.lmc_pairs) and 0 <= 2 * self.lmc_pairs <= self.k, "lmc_pairs",
              f"needs 0..{self.k // 2} (disjoint pairs of --k={self.k} siblings), got "
              f"{self.lmc_pairs!r}")
-        need(is_int(self.lmc_points) and self.lmc_points >= 2, "lmc_points",
+        need(_is_int(self.lmc_points) and self.lmc_points >= 2, "lmc_points",
              f"must be an integer >= 2 (the path's two end points at least), got {self.lmc_points!r}")
         bad = [b for b in self.lmc_bn if b not in ("interpolate", "recompute")]
         need(not bad and (len(self.lmc_bn) > 0 or self.lmc_pairs == 0), "lmc_bn",
              f"choose one or both of interpolate, recompute, got {list(self.lmc_bn)}")
-        need(is_int(self.imp_levels) and self.imp_levels >= 0, "imp_levels",
+        need(_is_int(self.imp_levels) and self.imp_levels >= 0, "imp_levels",
              f"must be an integer >= 0, got {self.imp_levels!r}")
         need(isinstance(self.imp_rate, (int, float)) and 0 < self.imp_rate < 1, "imp_rate",
              f"the fraction pruned per level must lie in (0, 1), got {self.imp_rate!r}")
         need(self.imp_rewind_epoch is None or self.imp_rewind_epoch in self.spawn_epochs,
              "imp_rewind_epoch", f"must be one of --spawn_epochs {list(self.spawn_epochs)} (the "
              f"weights kept for rewinding), got {self.imp_rewind_epoch!r}")
-        need(self.imp_k is None or (is_int(self.imp_k) and 2 <= self.imp_k <= self.k), "imp_k",
+        need(self.imp_k is None or (_is_int(self.imp_k) and 2 <= self.imp_k <= self.k), "imp_k",
              f"must be in 2..{self.k} (siblings per level of parallel IMP), got {self.imp_k!r}")
-        bad = [c for c in self.imp_compose if c not in ("union", "intersection", "vote")]
-        need(not bad, "imp_compose", f"unknown methods {bad}; choose from union, intersection, vote")
         for flag in ("train_subset", "test_subset"):
             v = getattr(self, flag)
-            need(v is None or (is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
+            need(v is None or (_is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
         need(self.strategy in (None, "vmap", "loop", "map", "separate"), "strategy",
              f"must be vmap, loop, map or separate, got {self.strategy!r}")
-        need(self.steps_per_call is None or (is_int(self.steps_per_call) and self.steps_per_call >= 1),
+        need(self.steps_per_call is None or (_is_int(self.steps_per_call) and self.steps_per_call >= 1),
              "steps_per_call", f"must be a positive integer (iterations per compiled call; a "
              f"number >= the iterations of an epoch makes each epoch one program), got "
              f"{self.steps_per_call!r}")
-        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
+        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
              f"must be an integer >= 1, got {self.checkpoint_every!r}")
-        need(self.retrain_chunk is None or (is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
+        need(self.retrain_chunk is None or (_is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
              "retrain_chunk", f"must be a positive integer, got {self.retrain_chunk!r}")
         return self
 
@@ -284,6 +299,53 @@ PRESETS: dict[str, dict[str, Any]] = {
                   random_baselines=("random", "random_matched", "reinit"), lmc_points=5,
                   imp_levels=2, imp_k=2),
 }
+
+
+NOT_HASHED = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["hashed"])
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_recipe(r: Any) -> None:
+    """Raise ConfigError naming the flag of the first recipe setting of `r` (a Config or a
+    jaxlottery.train.Recipe: the same names) that cannot run. The one check of the recipe."""
+    def need(ok: bool, flag: str, msg: str):
+        if not ok:
+            raise ConfigError(f"--{flag}: {msg}")
+
+    need(_is_int(r.epochs) and r.epochs >= 1, "epochs", f"must be >= 1, got {r.epochs!r}")
+    need(_is_int(r.batch_size) and r.batch_size >= 1, "batch_size",
+         f"must be >= 1, got {r.batch_size!r}")
+    need(isinstance(r.lr, (int, float)) and r.lr > 0 and math.isfinite(r.lr), "lr",
+         f"must be positive, got {r.lr!r}")
+    need(isinstance(r.momentum, (int, float)) and 0 <= r.momentum < 1, "momentum",
+         f"must be in [0, 1), got {r.momentum!r}")
+    need(isinstance(r.nesterov, bool), "nesterov", f"must be true or false, got {r.nesterov!r}")
+    need(isinstance(r.weight_decay, (int, float)) and r.weight_decay >= 0, "weight_decay",
+         f"must be >= 0, got {r.weight_decay!r}")
+    need(all(_is_int(e) and 0 < e < r.epochs for e in r.lr_drop_epochs),
+         "lr_drop_epochs", f"must lie in 1..{r.epochs - 1}, got {list(r.lr_drop_epochs)}")
+    need(isinstance(r.lr_drop_factor, (int, float)) and 0 < r.lr_drop_factor <= 1,
+         "lr_drop_factor", f"must lie in (0, 1], got {r.lr_drop_factor!r}")
+    need(isinstance(r.augment, bool), "augment", f"must be true or false, got {r.augment!r}")
+
+
+def check_architecture(depth: int, width: int, num_classes: int) -> None:
+    """Raise ValueError unless (depth, width, num_classes) name a member of the CIFAR ResNet
+    family (jaxlottery.models)."""
+    if not _is_int(depth) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
+    if not _is_int(width) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+
+
+def _min_k(how: str) -> int:
+    """The smallest k' a composition method is defined for (unknown names: validation's job)."""
+    return COMPOSITIONS[how].min_k if how in COMPOSITIONS else 1
 
 
 def preset(name: str, **overrides: Any) -> Config:

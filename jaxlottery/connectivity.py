@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlottery import data as data_lib
-from jaxlottery import siblings
+from jaxlottery import siblings, stacks
 
 
 def interpolate(a: Any, b: Any, alpha: float) -> Any:
@@ -61,9 +61,9 @@ def recompute_batch_stats(stack: dict, data: data_lib.DeviceData, model: nn.Modu
     n = data.x_train.shape[0]
     batch_size = min(batch_size, n)
     batches = min(batches, -(-n // batch_size))
-    fn = _batch_stats_program(model, strategy or siblings.default_strategy(), siblings.size(stack),
-                              n, batches, batch_size,
-                              (steps_per_call or siblings.default_steps_per_call()) > 1)
+    strategy, per_call = siblings.resolve(strategy, steps_per_call)
+    fn = _batch_stats_program(model, strategy, stacks.size(stack), n, batches, batch_size,
+                              per_call > 1)
     return {"params": stack["params"],
             "batch_stats": jax.tree.map(lambda x: x / batches, fn(stack, data))}
 

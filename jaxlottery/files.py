@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import BinaryIO, Iterator
 
+from jaxlottery import paths
 
 _passes: dict[str, int] = {}
 
@@ -70,7 +71,7 @@ class RunLock:
     """
 
     def __init__(self, directory: str | os.PathLike, log=print):
-        self.path = os.path.join(os.fspath(directory), "lock")
+        self.path = os.path.join(os.fspath(directory), paths.LOCK)
         self.log = log
         self.held = False
 

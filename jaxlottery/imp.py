@@ -53,19 +53,11 @@ def prune_further(params: Params, mask: Mask, density: float) -> Mask:
 def compose_further(params_stack: Params, mask: Mask, density: float,
                     how: str | int = "union") -> Mask:
     """The next level of parallel IMP: the k siblings (a stack, trained under `mask`) composed
-    at exactly `density` (`masks.compose(..., exact=True)`). A pruned weight is exactly zero
+    (`how`: a name in `masks.COMPOSITIONS`, or m of k) at exactly `density`
+    (`masks.compose(..., exact=True)`). A pruned weight is exactly zero
     in every sibling, so it ranks below every surviving weight and cannot come back."""
     if float(density) > float(masks.density(mask)):
         raise ValueError(f"density {density} is above the current mask's "
                          f"{float(masks.density(mask)):.4f}: IMP only prunes further")
     composed, _ = masks.compose(masks.apply(params_stack, mask), density, how=how, exact=True)
     return composed
-
-
-def at_least(how: str, k: int) -> int:
-    """The threshold m ("kept in at least m of k") of a named composition of k masks: union 1,
-    intersection k, vote a majority (more than half)."""
-    thresholds = {"union": 1, "intersection": k, "vote": k // 2 + 1}
-    if how not in thresholds:
-        raise ValueError(f"how must be union, intersection or vote, got {how!r}")
-    return thresholds[how]

@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlottery.config import check_architecture  # noqa: F401 - the family's rule, models API too
+
 # PyTorch kaiming_normal_(mode="fan_in", nonlinearity="relu"): std = sqrt(2 / fan_in), untruncated.
 kaiming_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
@@ -90,16 +92,6 @@ class CifarResNet(nn.Module):
         fan_in = x.shape[-1]
         return nn.Dense(self.num_classes, kernel_init=kaiming_normal,
                         bias_init=torch_linear_bias(fan_in), name="dense")(x)
-
-
-def check_architecture(depth: int, width: int, num_classes: int) -> None:
-    """Raise ValueError unless (depth, width, num_classes) name a member of the family."""
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
 def resnet(depth: int = 20, width: int = 16, num_classes: int = 10, **kw: Any) -> CifarResNet:

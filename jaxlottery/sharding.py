@@ -17,7 +17,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -67,21 +66,6 @@ def padded_size(k: int, mesh: Mesh) -> int:
     """k rounded up to a multiple of the mesh's device count."""
     n = mesh.devices.size
     return -(-k // n) * n
-
-
-def pad(tree: Any, size: int) -> Any:
-    """Append copies of the last member until the stack has `size` members (inert padding)."""
-    def one(x):
-        if x is None:
-            return None
-        extra = size - x.shape[0]
-        return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
-    return jax.tree.map(one, tree, is_leaf=lambda x: x is None)
-
-
-def unpad(tree: Any, k: int) -> Any:
-    """The first k members (drop the padding)."""
-    return jax.tree.map(lambda x: None if x is None else x[:k], tree, is_leaf=lambda x: x is None)
 
 
 def place(tree: Any, mesh: Mesh, spec: P = P(AXIS)) -> Any:

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxlottery import data as data_lib
 from jaxlottery import masks as masks_lib
-from jaxlottery import sharding
+from jaxlottery import sharding, stacks
 from jaxlottery import train as train_lib
 from jaxlottery.train import Recipe, TrainState
 
@@ -43,20 +43,17 @@ class Defaults(NamedTuple):
     why: str
 
 
-# What runs when the caller does not choose. CPU: measured (BUILD_NOTES.md, 2026-11-25/26):
-# vmap over conv kernels ran 4-6x slower than a loop, and convolutions inside a compiled loop
-# ran 28x slower than per-step dispatch. GPU/TPU: not measured yet (no device was lent); the
-# per-step vmap path stays the default until `benchmarks/accelerator.py` says otherwise.
+# What runs when the caller does not choose. CPU: measured (BUILD_NOTES.md, "Strategies
+# measured on this CPU" and "The accelerator path"): there, vmap over conv kernels and
+# convolutions inside a compiled loop are both much slower than a loop of per-step calls.
+# GPU/TPU: not measured yet; the per-step vmap path stays the default until
+# `benchmarks/accelerator.py` says otherwise.
 BACKEND_DEFAULTS = {
-    "cpu": Defaults("loop", 1, "measured on XLA:CPU: vmap over conv kernels 4-6x slower than a "
-                    "loop, convolutions inside a compiled loop 28x slower than per-step calls"),
+    "cpu": Defaults("loop", 1, "measured on XLA:CPU: grouped convolutions (vmap) and "
+                    "convolutions inside compiled loops are slower there; see BUILD_NOTES.md"),
     "gpu": Defaults("vmap", 1, "not measured on a GPU yet; run benchmarks/accelerator.py"),
     "tpu": Defaults("vmap", 1, "not measured on a TPU yet; run benchmarks/accelerator.py"),
 }
-
-stack = masks_lib.stack
-unstack = masks_lib.unstack
-
 
 def backend_defaults(backend: str | None = None) -> Defaults:
     backend = backend or jax.default_backend()
@@ -71,6 +68,19 @@ def default_steps_per_call(backend: str | None = None) -> int:
     return backend_defaults(backend).steps_per_call
 
 
+def resolve(strategy: str | None = None, steps_per_call: int | None = None) -> tuple[str, int]:
+    """(strategy, steps_per_call) with the backend's defaults where None; ValueError naming a
+    bad one."""
+    d = backend_defaults()
+    strategy = d.strategy if strategy is None else strategy
+    per_call = d.steps_per_call if steps_per_call is None else steps_per_call
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(per_call, int) or isinstance(per_call, bool) or per_call < 1:
+        raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
+    return strategy, per_call
+
+
 def strategy_note(strategy: str | None = None, steps_per_call: int | None = None) -> str:
     """One line saying how siblings are compiled and why, for logs and progress output."""
     backend = jax.default_backend()
@@ -82,11 +92,6 @@ def strategy_note(strategy: str | None = None, steps_per_call: int | None = None
     return f"sibling strategy: {s}, {calls} (backend {backend}; {why})"
 
 
-def index(tree: Any, i: int) -> Any:
-    """Member i of a stack."""
-    return jax.tree.map(lambda x: None if x is None else x[i], tree, is_leaf=masks_lib.is_none)
-
-
 def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
     """k identical copies of a network (weights and BN statistics) at iteration `step`, each
     with fresh momentum: the sibling stack of the protocol."""
@@ -94,13 +99,6 @@ def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     state = train_lib.init_state(variables, recipe, step)
     return jax.tree.map(lambda x: jnp.repeat(x[None], k, axis=0), state)
-
-
-def size(states: Any) -> int:
-    """Members in a stack (a TrainState, or any pytree with a leading axis)."""
-    if isinstance(states, TrainState):
-        return int(states.step.shape[0])
-    return int(jax.tree.leaves(states)[0].shape[0])
 
 
 # --- mapping a single-network function over the stack ------------------------------------------
@@ -118,7 +116,7 @@ def over_members(fn: Callable, strategy: str, k: int, stacked: tuple[bool, ...])
 
     if strategy == "loop":
         def looped(*args):
-            outs = [call([index(a, i) for a, s in zip(args, stacked) if s], args)
+            outs = [call([stacks.index(a, i) for a, s in zip(args, stacked) if s], args)
                     for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
         return looped
@@ -187,7 +185,7 @@ def program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: int, cou
         one = jax.jit(_local_program("loop", 1, model, recipe, n, count, tail), donate_argnums=(0, 1))
 
         def separate(states, sums, ms, keys, perms, data):
-            outs = [one(*(index(x, slice(i, i + 1)) for x in (states, sums, ms, keys, perms)), data)
+            outs = [one(*(stacks.take(x, [i]) for x in (states, sums, ms, keys, perms)), data)
                     for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
         return separate
@@ -249,17 +247,12 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     """
     if progress is True or isinstance(progress, str):
         print(strategy_note(strategy, steps_per_call), flush=True)
-    strategy = strategy or default_strategy()
-    per_call = steps_per_call or default_steps_per_call()
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(per_call, int) or per_call < 1:
-        raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
-    k = size(states)
+    strategy, per_call = resolve(strategy, steps_per_call)
+    k = stacks.size(states)
     if keys.shape[:1] != (k,):
         raise ValueError(f"need one data key per member: {k} members, keys of shape {keys.shape}")
-    if ms is not None and masks_lib.stack_size(ms) != k:
-        raise ValueError(f"need one mask per member: {k} members, {masks_lib.stack_size(ms)} masks")
+    if ms is not None and stacks.size(ms) != k:
+        raise ValueError(f"need one mask per member: {k} members, {stacks.size(ms)} masks")
     steps = np.asarray(states.step)
     if not np.all(steps == steps[0]):
         raise ValueError(f"all members must be at the same iteration, got {steps.tolist()}")
@@ -267,7 +260,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     eval_data, run_k = data, k
     if mesh is not None:
         run_k = sharding.padded_size(k, mesh)
-        states, keys, ms = (sharding.place(sharding.pad(x, run_k), mesh) for x in (states, keys, ms))
+        states, keys, ms = (sharding.place(stacks.pad(x, run_k), mesh) for x in (states, keys, ms))
         data = sharding.place(data, mesh, sharding.P())
     n = data.x_train.shape[0]
     spe = recipe.steps_per_epoch(n)
@@ -286,7 +279,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
             states, sums = fn(states, sums, ms, keys, perms, data)
             if bar is not None:
                 bar.update(iterations)
-        sums = jax.tree.map(lambda x: x[:k], sharding.gather(sums))  # the epoch's one host sync
+        sums = stacks.unpad(sharding.gather(sums), k)  # the epoch's one host sync
         train_lib.check_finite(sums, f"epoch {epoch + 1} (iterations {step}-{end})")
         record = {"epoch": epoch + 1, "step": end, "complete_epoch": end % spe == 0,
                   "train_loss": (sums["loss"] / sums["count"]).tolist(),
@@ -294,7 +287,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
                   "seconds": time.perf_counter() - t0}
         if evaluate:
             record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(
-                sharding.unpad(states, k), eval_data, model, eval_batch, strategy=strategy,
+                stacks.unpad(states, k), eval_data, model, eval_batch, strategy=strategy,
                 steps_per_call=per_call)]
         history.append(record)
         if bar is not None:
@@ -303,11 +296,11 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
                 postfix["test_acc"] = f"{np.mean(record['test_accuracy']):.3f}"
             bar.set_postfix(postfix)
         if on_epoch is not None:
-            on_epoch(epoch, sharding.unpad(states, k), record)
+            on_epoch(epoch, stacks.unpad(states, k), record)
         step = end
     if bar is not None and bar is not progress:
         bar.close()
-    return sharding.unpad(states, k), history
+    return stacks.unpad(states, k), history
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -366,22 +359,16 @@ def evaluate_stack(stack: Any, data: data_lib.DeviceData, model: nn.Module, batc
     if any(isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
            for x in jax.tree.leaves(variables)):
         variables = jax.device_put(sharding.gather(variables))
-    k, n = size(variables), data.x_test.shape[0]
+    k, n = stacks.size(variables), data.x_test.shape[0]
     batch, chunk = min(batch, n), min(chunk or k, k)
-    fn = eval_program(strategy or default_strategy(), chunk, model, batch, n,
-                      (steps_per_call or default_steps_per_call()) > 1)
+    strategy, per_call = resolve(strategy, steps_per_call)
+    fn = eval_program(strategy, chunk, model, batch, n, per_call > 1)
     results = []
     for c in range(0, k, chunk):
         ids = np.minimum(np.arange(c, c + chunk), k - 1)
-        results.append(fn(variables if chunk == k else take(variables, ids), data))
+        results.append(fn(variables if chunk == k else stacks.take(variables, ids), data))
     loss, correct = (np.concatenate(x)[:k] for x in zip(*jax.device_get(results)))
     return [{"loss": float(loss[i]) / n, "accuracy": float(correct[i]) / n} for i in range(k)]
-
-
-def take(tree: Any, ids: Any) -> Any:
-    """Members `ids` of a stack, as a stack."""
-    return jax.tree.map(lambda x: None if x is None else x[np.asarray(ids)], tree,
-                        is_leaf=masks_lib.is_none)
 
 
 # --- filling the device ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ so member i of a k-member run sees exactly what a 1-member run with the same key
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlottery import config
 from jaxlottery import data as data_lib
 from jaxlottery import masks as masks_lib
 
@@ -36,7 +36,9 @@ class Recipe:
     """SGD recipe. Defaults: OpenLTH's cifar_resnet_20 (160 epochs, drops at 80 and 120).
 
     Weight decay is added to the gradient of every parameter (BN and biases too) before
-    momentum, and momentum is PyTorch's (buf = momentum * buf + g; p -= lr * buf).
+    momentum, and momentum is PyTorch's (buf = momentum * buf + g; p -= lr * buf). Every field
+    is a `Config` option of the same name (`Recipe.from_config`), checked by the same rule
+    (`config.check_recipe`).
     """
 
     lr: float = 0.1
@@ -50,13 +52,13 @@ class Recipe:
     augment: bool = True
 
     def __post_init__(self):
-        for name in ("lr", "batch_size", "epochs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        object.__setattr__(self, "lr_drop_epochs", tuple(self.lr_drop_epochs))
+        config.check_recipe(self)
+
+    @classmethod
+    def from_config(cls, cfg: config.Config) -> "Recipe":
+        """The recipe of a study: its fields, by name."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Iterations per epoch: the last batch is partial (391 for CIFAR-10 at 128, last 80)."""
@@ -69,10 +71,17 @@ class Recipe:
         """Iterations at which the learning rate drops (31,280 and 46,920 for CIFAR-10)."""
         return tuple(e * self.steps_per_epoch(n_train) for e in self.lr_drop_epochs)
 
-    def learning_rate(self, step: jax.Array, n_train: int) -> jax.Array:
-        """Piecewise-constant learning rate at iteration `step` (0-based)."""
-        drops = sum(jnp.asarray(step >= b, jnp.int32) for b in self.lr_boundaries(n_train))
-        return self.lr * jnp.asarray(self.lr_drop_factor, jnp.float32) ** drops
+
+def schedule(recipe: Recipe, n_train: int) -> optax.Schedule:
+    """The learning rate as a function of the (0-based, global) iteration: an optax schedule.
+    Piecewise constant: `lr`, multiplied by `lr_drop_factor` at each of `lr_drop_epochs`. Another
+    kind of schedule (cosine, warm-up) is another branch here."""
+    boundaries = recipe.lr_boundaries(n_train)
+
+    def step_schedule(step: jax.Array) -> jax.Array:
+        drops = sum(jnp.asarray(step >= b, jnp.int32) for b in boundaries)
+        return recipe.lr * jnp.asarray(recipe.lr_drop_factor, jnp.float32) ** drops
+    return step_schedule
 
 
 class TrainState(NamedTuple):
@@ -133,7 +142,7 @@ def train_step(state: TrainState, mask: Any, key: jax.Array, perm: jax.Array,
     if mask is not None:
         grads = masks_lib.apply(grads, mask)
     updates, opt_state = optimizer(recipe).update(grads, state.opt_state, state.params)
-    lr = recipe.learning_rate(state.step, n)
+    lr = schedule(recipe, n)(state.step)
     params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
     if mask is not None:
         params = masks_lib.apply(params, mask)

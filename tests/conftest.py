@@ -57,7 +57,7 @@ def no_network(monkeypatch):
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Subprocesses compile like the in-process tests, so results compare exactly. They share one
 # persistent XLA cache: the many kill-and-resume processes of one smoke run then compile each
-# program once (a smoke run from the CLI: 62 s cold, 35 s warm on the 2-core VM).
+# program once (measured cold and warm times: BUILD_NOTES.md).
 XLA_CACHE = tempfile.mkdtemp(prefix="jaxlottery-test-xla-cache-")
 atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
 ENV = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_PLATFORMS="cpu",

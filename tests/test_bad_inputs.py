@@ -8,7 +8,6 @@ import os
 import re
 
 import numpy as np
-import pytest
 
 from jaxlottery import cli
 

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ENV, REPO
 
 
+@pytest.mark.slow
 def test_accelerator_benchmark_quick_mode(tmp_path):
     """The one-call device benchmark at tiny sizes: every section, the table and the projection."""
     proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "accelerator.py"),
@@ -35,6 +38,7 @@ def test_accelerator_benchmark_quick_mode(tmp_path):
     assert "Projected paper preset" in proc.stdout
 
 
+@pytest.mark.slow
 def test_accelerator_benchmark_refuses_bad_flags(tmp_path):
     for flag in ("--budget=0", "--ks=0,2", "--steps=1000", "--ks=a"):
         proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "accelerator.py"),

@@ -6,11 +6,12 @@ import pytest
 
 from jaxlottery import cli, config
 from jaxlottery.config import Config, ConfigError
+from jaxlottery.train import Recipe
 
 
 def test_paper_defaults_follow_the_protocol():
     c = Config()
-    r = c.recipe()
+    r = Recipe.from_config(c)
     assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.epochs) == (0.1, 0.9, 1e-4, 128, 160)
     assert r.lr_drop_epochs == (80, 120) and not r.nesterov and r.augment
     assert (c.dataset, c.model_depth, c.model_width, c.k) == ("cifar10", 20, 16, 10)
@@ -87,3 +88,37 @@ def test_cli_rejects_bad_flags_in_one_line_with_status_2(argv, needle, capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_options_are_declared_once():
+    """Every field has its help text (the CLI is made from it), the run id's exclusions come
+    from the fields, and the recipe is the config's fields of the same names."""
+    import dataclasses
+
+    from jaxlottery import cli
+
+    for f in dataclasses.fields(Config):
+        assert f.metadata["help"] and isinstance(f.metadata["hashed"], bool), f.name
+    assert set(config.NOT_HASHED) == {"data_dir", "strategy", "steps_per_call", "shard",
+                                      "checkpoint_every", "retrain_chunk", "eval_batch"}
+    text = cli.build_parser().format_help()
+    assert all(f"--{f.name}" in text for f in dataclasses.fields(Config))
+    c = Config(lr=0.05, nesterov=True, lr_drop_factor=0.5, epochs=20, lr_drop_epochs=(10,))
+    assert Recipe.from_config(c) == Recipe(lr=0.05, nesterov=True, lr_drop_factor=0.5, epochs=20,
+                                           lr_drop_epochs=(10,))
+    with pytest.raises(ConfigError, match="--lr_drop_factor"):
+        Config(lr_drop_factor=0.0).validate()
+    with pytest.raises(ConfigError, match="--lr_drop_factor"):
+        Recipe(lr_drop_factor=2.0)  # the same rule, checked in one place
+
+
+def test_the_configuration_imports_no_training_code():
+    """config is a leaf below the training code: importing it loads no model, no training."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jaxlottery.config; bad = [m for m in ('jaxlottery.train', "
+            "'jaxlottery.models', 'jaxlottery.siblings', 'jaxlottery.experiment', 'flax', "
+            "'optax') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlottery import data
+from jaxlottery import data, datasets
 
 tfds = pytest.importorskip("tensorflow_datasets")
 PIL_Image = pytest.importorskip("PIL.Image")
@@ -64,7 +64,7 @@ class JaxlotteryTinyImages(tfds.core.GeneratorBasedBuilder):
 def test_load_tfds_mocked(tmp_path, name, shape):
     # USE_CODE: fake examples from the builder's feature spec, no metadata files, no network.
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
-        ds = data.load_tfds(name, str(tmp_path))
+        ds = datasets.load_tfds(name, str(tmp_path))
     assert ds.name == name and not ds.synthetic
     assert ds.image_shape == shape
     for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
@@ -83,13 +83,13 @@ def test_load_tfds_mocked(tmp_path, name, shape):
 def test_load_tfds_rejects_non_image_classification(tmp_path, name, match):
     with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
         with pytest.raises(data.DataFormatError, match=match):
-            data.load_tfds(name, str(tmp_path))
+            datasets.load_tfds(name, str(tmp_path))
 
 
 def test_load_tfds_prepares_and_reads_array_record(tmp_path):
-    ds = data.load_tfds("jaxlottery_tiny_images", str(tmp_path))  # download=True: prepares it
+    ds = datasets.load_tfds("jaxlottery_tiny_images", str(tmp_path))  # download=True: prepares it
     assert list((tmp_path / "jaxlottery_tiny_images" / "1.0.0").glob("*.array_record-*"))
-    again = data.load_tfds("jaxlottery_tiny_images", str(tmp_path), download=False)
+    again = datasets.load_tfds("jaxlottery_tiny_images", str(tmp_path), download=False)
     for d in (ds, again):
         assert d.num_classes == 3 and d.image_shape == (6, 5, 1)
         for x, y, ids in ((d.x_train, d.y_train, range(12)), (d.x_test, d.y_test, range(12, 18))):
@@ -102,13 +102,13 @@ def test_load_tfds_prepares_and_reads_array_record(tmp_path):
 
 
 def test_load_tfds_tfrecord_dir_is_unavailable(tmp_path):
-    data.load_tfds("jaxlottery_tiny_images", str(tmp_path))
+    datasets.load_tfds("jaxlottery_tiny_images", str(tmp_path))
     info = tmp_path / "jaxlottery_tiny_images" / "1.0.0" / "dataset_info.json"
     meta = json.loads(info.read_text())
     meta["fileFormat"] = "tfrecord"  # what `tfds.load` writes by default
     info.write_text(json.dumps(meta))
     with pytest.raises(data.DatasetUnavailableError, match="as tfrecord.*array_record"):
-        data.load_tfds("jaxlottery_tiny_images", str(tmp_path), download=False)
+        datasets.load_tfds("jaxlottery_tiny_images", str(tmp_path), download=False)
 
 
 def test_missing_dataset_without_download(tmp_path):
@@ -126,7 +126,7 @@ def test_missing_dataset_download_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
     monkeypatch.setattr(tfds.download.DownloadManager, "download", offline)
     with pytest.raises(data.DatasetUnavailableError, match="no network") as err:
-        data.load_tfds("cifar10", str(tmp_path))
+        datasets.load_tfds("cifar10", str(tmp_path))
     assert isinstance(err.value.__cause__, ConnectionError)
 
 
@@ -134,8 +134,8 @@ def test_npz_and_synthetic_need_no_tfds(tmp_path):
     path = tmp_path / "d.npz"
     code = (
         "import sys; sys.modules['tensorflow_datasets'] = None\n"
-        "import jaxlottery.data as d\n"
-        f"d.save_npz({str(path)!r}, d.load('synthetic'))\n"
+        "import jaxlottery.data as d, jaxlottery.datasets as ds\n"
+        f"ds.save_npz({str(path)!r}, d.load('synthetic'))\n"
         f"assert d.load({str(path)!r}).num_classes == 10\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -151,8 +151,8 @@ def _small(num_classes=4, shape=(5, 4, 3)) -> data.Dataset:
 def test_npz_round_trip(tmp_path):
     ds = _small()
     path = str(tmp_path / "small.npz")
-    data.save_npz(path, ds)
-    data.save_npz(path, ds)  # overwriting is fine
+    datasets.save_npz(path, ds)
+    datasets.save_npz(path, ds)  # overwriting is fine
     assert os.listdir(tmp_path) == ["small.npz"]  # no temporary files left behind
     back = data.load(path)
     assert back.name == path and not back.synthetic
@@ -175,7 +175,7 @@ def test_npz_grayscale_and_keras_style_labels(tmp_path):
         y_test=np.array([1, 0, 1], np.int64),
         num_classes=np.array(7),
     )
-    ds = data.load_npz(path)
+    ds = datasets.load_npz(path)
     assert ds.image_shape == (4, 4, 1) and ds.num_classes == 7
     assert ds.y_train.shape == (10,) and ds.y_train.dtype == np.int32
     scaled = x_train / 255.0
@@ -228,7 +228,7 @@ def test_npz_not_an_archive(tmp_path, write, match):
     path = str(tmp_path / "junk.npz")
     write(path)
     with pytest.raises(data.DataFormatError, match=match):
-        data.load_npz(path)
+        datasets.load_npz(path)
 
 
 def test_npz_missing_file(tmp_path):
@@ -319,6 +319,7 @@ def test_augment_pad_zero_only_flips():
     assert any(flipped) and any(kept)
 
 
+@pytest.mark.slow
 def test_augment_covers_all_flips_and_offsets_uniformly():
     pad, n = 2, 5000
     image = np.arange(1, 37, dtype=np.uint8).reshape(6, 6, 1)
@@ -377,8 +378,8 @@ def test_cifar10_from_the_official_archive_layout(tmp_path, monkeypatch):
     served = tmp_path / "served" / "cifar-10-python.tar.gz"
     served.parent.mkdir()
     parts = _fake_cifar10_archive(served)
-    md5 = data._md5(str(served))
-    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", (served.as_uri(), md5))
+    md5 = datasets._md5(str(served))
+    monkeypatch.setitem(datasets.CIFAR_ARCHIVES, "cifar10", (served.as_uri(), md5))
     root = tmp_path / "data"
     ds = data.load("cifar10", str(root))
     assert ds.name == "cifar10" and ds.num_classes == 10 and not ds.synthetic
@@ -398,12 +399,12 @@ def test_cifar10_from_the_official_archive_layout(tmp_path, monkeypatch):
 def test_cifar10_archive_put_by_hand_and_checksum(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
     _fake_cifar10_archive(archive)
-    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
+    monkeypatch.setitem(datasets.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
                                                          "0" * 32))
     with pytest.raises(data.DataFormatError, match="MD5"):
         data.load("cifar10", str(tmp_path), download=False)
-    monkeypatch.setitem(data.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
-                                                         data._md5(str(archive))))
+    monkeypatch.setitem(datasets.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/cifar-10-python.tar.gz",
+                                                         datasets._md5(str(archive))))
     assert data.load("cifar10", str(tmp_path), download=False).x_train.shape[0] == 20
 
 
@@ -431,7 +432,7 @@ def test_cifar_archive_refuses_foreign_pickles(tmp_path):
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
     with pytest.raises(pickle.UnpicklingError, match="unexpected object"):
-        data._read_cifar_archive("cifar10", str(archive))
+        datasets._read_cifar_archive("cifar10", str(archive))
 
 
 # ----------------------------------------------------------------------------- IDX folders
@@ -449,7 +450,7 @@ def test_idx_folder_loads_like_mnist(tmp_path):
     rng = np.random.default_rng(0)
     x_tr, x_te = rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 256, (5, 28, 28))
     y_tr, y_te = rng.integers(0, 10, 12), rng.integers(0, 10, 5)
-    for name, arr in zip(data.IDX_FILES, (x_tr, y_tr, x_te, y_te)):
+    for name, arr in zip(datasets.IDX_FILES, (x_tr, y_tr, x_te, y_te)):
         _write_idx(tmp_path / f"{name}.gz", arr)
     ds = data.load(str(tmp_path))
     assert ds.image_shape == (28, 28, 1) and ds.x_train.dtype == np.uint8

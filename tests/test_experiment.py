@@ -7,11 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlottery import checkpoint, experiment, masks, siblings
+from jaxlottery import checkpoint, experiment, masks, paths, siblings
 
 from conftest import SMOKE, comparable
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_stage(smoke):
     workdir, rundir, results, out = smoke
     for key in ("config", "dense", "consistency", "composition", "timing", "environment"):
@@ -52,6 +53,7 @@ def test_smoke_run_writes_every_stage(smoke):
     assert "Claim 1 (consistency)" in out and "report.md" in out
 
 
+@pytest.mark.slow
 def test_second_run_skips_every_stage(smoke, monkeypatch):
     workdir, rundir, results, _ = smoke
     assert experiment.run(SMOKE, workdir=str(workdir), progress=False) == results
@@ -75,12 +77,13 @@ def _mask_count(m):
     return int(masks.count(m)[0])
 
 
+@pytest.mark.slow
 def test_imp_levels_keep_the_schedule_exactly_and_only_shrink(smoke):
     _, rundir, results, _ = smoke
     previous = {}
     for level in (1, 2):
-        members = checkpoint.read_json(os.path.join(rundir, "imp", f"level{level}", "members.json"))
-        stack = masks.unstack(masks.load(os.path.join(rundir, "imp", f"level{level}", "masks.npz")))
+        members = checkpoint.read_json(os.path.join(rundir, paths.imp_members(level)))
+        stack = masks.unstack(masks.load(os.path.join(rundir, paths.imp_masks(level))))
         chains = {m["chain"] for m in members}
         assert chains == ({"imp", "union", "intersection"} | ({"oneshot"} if level > 1 else set()))
         for m, mask in zip(members, stack):
@@ -96,6 +99,7 @@ def test_imp_levels_keep_the_schedule_exactly_and_only_shrink(smoke):
     assert {r["level"] for r in results["imp"]} == {0, 1, 2}
 
 
+@pytest.mark.slow
 def test_connectivity_end_points_are_the_siblings_own_accuracy(smoke):
     _, rundir, results, _ = smoke
     rows = results["connectivity"]
@@ -110,10 +114,11 @@ def test_connectivity_end_points_are_the_siblings_own_accuracy(smoke):
             assert r["errors"][-1] == 1 - dense[r["spawn_epoch"]][1]
 
 
+@pytest.mark.slow
 def test_random_baselines_have_the_requested_densities(smoke):
     _, rundir, results, _ = smoke
-    entries = checkpoint.read_json(os.path.join(rundir, "composition", "e1.json"))
-    stack = masks.unstack(masks.load(os.path.join(rundir, "composition", "e1.npz")))
+    entries = checkpoint.read_json(os.path.join(rundir, paths.composition(1, "meta")))
+    stack = masks.unstack(masks.load(os.path.join(rundir, paths.composition(1, "masks"))))
     by = {(e["method"], e["k"]): m for e, m in zip(entries, stack) if e.get("sibling", 0) == 0}
     baseline = by["baseline", 1]
     n = masks.count(baseline)[1]
@@ -142,7 +147,7 @@ def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
     fixed in plan.json, so a run resumed on another device keeps its chunk files valid."""
     import types
 
-    from jaxlottery import config, models
+    from jaxlottery import config, models, pipeline, retraining
     from jaxlottery.train import Recipe
 
     logs = []
@@ -152,20 +157,45 @@ def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
             config=config.preset("smoke", k=10, **cfg), log=logs.append, mesh=None,
             model=models.resnet(8, 4), recipe=Recipe(batch_size=64),
             dataset=types.SimpleNamespace(x_train=np.zeros((256, 8, 8, 3)), image_shape=(8, 8, 3)),
-            path=lambda *parts: experiment.Context.path(types.SimpleNamespace(rundir=str(tmp_path)),
-                                                        *parts))
+            path=lambda rel: pipeline.Context.path(types.SimpleNamespace(rundir=str(tmp_path)), rel))
 
-    assert experiment._retrain_chunk(ctx(), "a", 56) == 10  # CPU: no memory figure, k
+    assert retraining.plan_chunk(ctx(), "a", 56) == 10  # CPU: no memory figure, k
     assert checkpoint.read_json(str(tmp_path / "a" / "plan.json")) == {"members": 56, "chunk": 10}
     monkeypatch.setattr(siblings, "stack_capacity", lambda *a, **kw: 40)  # "a GPU with room for 40"
-    assert experiment._retrain_chunk(ctx(), "a", 56) == 10  # the plan is kept
-    assert experiment._retrain_chunk(ctx(), "b", 56) == 28  # a new folder: 2 x 28, not 40 + 16
-    assert experiment._retrain_chunk(ctx(retrain_chunk=7), "c", 56) == 7  # asked for
+    assert retraining.plan_chunk(ctx(), "a", 56) == 10  # the plan is kept
+    assert retraining.plan_chunk(ctx(), "b", 56) == 28  # a new folder: 2 x 28, not 40 + 16
+    assert retraining.plan_chunk(ctx(retrain_chunk=7), "c", 56) == 7  # asked for
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "chunk0.json").write_text("{}")  # started by a version without plans
-    assert experiment._retrain_chunk(ctx(), "old", 56) == 10
+    assert retraining.plan_chunk(ctx(), "old", 56) == 10
     (tmp_path / "b" / "plan.json").write_text('{"members": 12, "chunk": 28}')  # another stack
     logs.clear()
-    assert experiment._retrain_chunk(ctx(), "b", 56) == 28 and "planning again" in logs[0]
+    assert retraining.plan_chunk(ctx(), "b", 56) == 28 and "planning again" in logs[0]
     (tmp_path / "b" / "plan.json").write_text("null")  # parses, but is no plan
-    assert experiment._retrain_chunk(ctx(), "b", 56) == 28
+    assert retraining.plan_chunk(ctx(), "b", 56) == 28
+
+
+@pytest.mark.slow
+def test_a_registered_composition_reaches_results_verdict_csv_and_figure(tmp_path, monkeypatch):
+    """One new entry in masks.COMPOSITIONS, and nothing else changed: the pipeline composes and
+    retrains it, and the verdict, the CSV table and the accuracy figure show it."""
+    import csv
+
+    from jaxlottery import config, report, verdicts
+
+    monkeypatch.setitem(masks.COMPOSITIONS, "two", masks.Composition(
+        "two", lambda k: 2, min_k=2, label="kept in 2+", color="tab:purple", marker="P"))
+    cfg = config.preset("smoke", compose=("union", "two"), k=3, k_values=(2, 3), epochs=2,
+                        lr_drop_epochs=(1,), spawn_epochs=(0,), retrain_spawn_epochs=(0,),
+                        densities=(0.3,), retrain_densities=(0.3,), baseline_siblings=1,
+                        independent_inits=0, lmc_pairs=0, imp_levels=0, random_baselines=())
+    results = experiment.run(cfg, workdir=str(tmp_path), progress=False, log=lambda _: None)
+    rows = [r for r in results["composition"] if r["method"] == "two"]
+    assert [r["k"] for r in rows] == [2, 3]  # at every k' from its min_k
+    assert all(abs(r["achieved_density"] - 0.3) < 0.01 for r in rows)
+    assert "two - baseline:" in verdicts.composition_verdict(results)
+    rundir = tmp_path / cfg.run_id()
+    with open(rundir / "composition.csv") as f:
+        assert {"two", "union", "baseline"} <= {r["method"] for r in csv.DictReader(f)}
+    legends = report.write(str(tmp_path), results)
+    assert "kept in 2+" in legends["accuracy_vs_density.png"]

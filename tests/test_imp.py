@@ -75,10 +75,3 @@ def test_pruning_never_grows_a_mask():
         imp.prune_further(trained(2), mask, 0.6)
     with pytest.raises(ValueError, match="only prunes further"):
         imp.compose_further(masks.stack([trained(2), trained(3)]), mask, 0.6)
-
-
-def test_named_thresholds():
-    assert [imp.at_least("vote", k) for k in (2, 3, 4, 5, 10)] == [2, 2, 3, 3, 6]
-    assert imp.at_least("union", 5) == 1 and imp.at_least("intersection", 5) == 5
-    with pytest.raises(ValueError, match="how"):
-        imp.at_least("xor", 3)

@@ -205,6 +205,7 @@ def test_vote_extremes_are_union_and_intersection(ms):
     assert_masks_equal(masks.vote(ms, at_least=len(ms)), masks.intersection(ms))
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(ms=mask_sets)
 def test_stacked_and_list_inputs_agree(ms):
@@ -257,6 +258,7 @@ def test_chance_iou_formula():
     assert float(masks.chance_iou(1.0, 1.0)) == 1.0
 
 
+@pytest.mark.slow
 def test_empirical_random_iou_matches_chance_within_sampling_error():
     params = {"w": {"kernel": jnp.zeros((200, 250))}}  # 50,000 weights
     for d1, d2 in [(0.1, 0.1), (0.3, 0.05), (0.5, 0.5)]:
@@ -286,6 +288,7 @@ def test_layer_matched_chance():
 
 # --- matched-density composition ---------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["union", "intersection", 2])
 @pytest.mark.parametrize("density", [0.05, 0.21, 0.5])
 def test_compose_lands_on_target_density(how, density):
@@ -306,6 +309,7 @@ def test_compose_lands_on_target_density(how, density):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 4), how_index=st.integers(0, 2),
        density=st.floats(0.02, 0.9))
+@pytest.mark.slow
 def test_exact_compose_keeps_the_target_count_inside_the_plain_vote(seed, k, how_index, density):
     ps = [make_params(seed + i) for i in range(k)]
     how = ["union", "intersection", max(1, k // 2)][how_index]
@@ -433,3 +437,20 @@ def test_bad_inputs_raise_clear_errors():
     nan_params["dense"]["kernel"] = nan_params["dense"]["kernel"].at[0, 0].set(jnp.nan)
     with pytest.raises(ValueError, match="dense/kernel"):
         masks.magnitude_prune(nan_params, 0.5)
+
+
+def test_the_composition_registry_names_thresholds_and_takes_new_methods(monkeypatch):
+    assert [masks.at_least("vote", k) for k in (2, 3, 4, 5, 10)] == [2, 2, 3, 3, 6]
+    assert masks.at_least("union", 5) == 1 and masks.at_least("intersection", 5) == 5
+    assert masks.at_least(2, 5) == 2 and masks.COMPOSITIONS["vote"].min_k == 3
+    with pytest.raises(ValueError, match="how='xor'"):
+        masks.at_least("xor", 3)
+    with pytest.raises(ValueError, match="identifier"):
+        masks.Composition("two of k", lambda k: 2)
+    monkeypatch.setitem(masks.COMPOSITIONS, "two", masks.Composition("two", lambda k: 2, min_k=2))
+    params = [make_params(i) for i in range(3)]
+    by_name, d = masks.compose(params, 0.5, how="two")
+    by_number, d2 = masks.compose(params, 0.5, how=2)
+    assert float(d) == float(d2)
+    for a, b in zip(jax.tree.leaves(by_name), jax.tree.leaves(by_number)):
+        np.testing.assert_array_equal(a, b)

@@ -13,6 +13,7 @@ def resnet20():
     return models.init(jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_resnet20_parameter_counts(resnet20):
     params = resnet20["params"]
     assert sum(x.size for x in jax.tree.leaves(params)) == 272_474
@@ -20,6 +21,7 @@ def test_resnet20_parameter_counts(resnet20):
     assert total == 270_896 and int(kept) == total
 
 
+@pytest.mark.slow
 def test_resnet20_per_layer_prunable_sizes(resnet20):
     sizes = masks.layer_sizes(masks.ones_like(resnet20["params"]))
     expected = {"stem_conv/kernel": 432, "dense/kernel": 640,
@@ -35,6 +37,7 @@ def test_resnet20_per_layer_prunable_sizes(resnet20):
     assert sizes == expected
 
 
+@pytest.mark.slow
 def test_kernels_are_untruncated_kaiming_normal(resnet20):
     params = resnet20["params"]
     for path, shape in [("stage3_block1/conv1", (3, 3, 64, 64)), ("stem_conv", (3, 3, 3, 16))]:
@@ -55,6 +58,7 @@ def test_kernels_are_untruncated_kaiming_normal(resnet20):
     assert dense.std() == pytest.approx(np.sqrt(2.0 / 64), rel=0.15)
 
 
+@pytest.mark.slow
 def test_batchnorm_and_bias_init(resnet20):
     params = resnet20["params"]
     scales = np.concatenate([np.asarray(x).ravel() for p, x in
@@ -74,6 +78,7 @@ def test_batchnorm_and_bias_init(resnet20):
     assert np.all(np.asarray(stats["stem_bn"]["var"]) == 1)
 
 
+@pytest.mark.slow
 def test_resnet20_forward_shapes_and_train_mode_updates_stats(resnet20):
     x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
     logits = models.apply(resnet20, x)
@@ -86,6 +91,7 @@ def test_resnet20_forward_shapes_and_train_mode_updates_stats(resnet20):
     assert jax.tree.structure(stats) == jax.tree.structure(resnet20["batch_stats"])
 
 
+@pytest.mark.slow
 def test_batchnorm_running_average_momentum():
     v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(8, 8, 3))
     x = jax.random.normal(jax.random.key(1), (16, 8, 8, 3)) * 2.0 + 3.0
@@ -97,8 +103,8 @@ def test_batchnorm_running_average_momentum():
                                rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("depth,width,classes,shape", [(8, 4, 10, (32, 32, 3)),
-                                                        (14, 8, 100, (28, 28, 1))])
+@pytest.mark.parametrize("depth,width,classes,shape", [
+    (8, 4, 10, (32, 32, 3)), pytest.param(14, 8, 100, (28, 28, 1), marks=pytest.mark.slow)])
 def test_small_family_members(depth, width, classes, shape):
     v = models.init(jax.random.key(0), depth=depth, width=width, num_classes=classes,
                     image_shape=shape)

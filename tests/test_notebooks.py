@@ -12,6 +12,8 @@ from jaxlottery import report
 
 from conftest import SMOKE, comparable
 
+pytestmark = pytest.mark.slow  # every notebook runs the pipeline
+
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 
 

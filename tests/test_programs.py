@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from jaxlottery import data, masks, models, siblings, train
+from jaxlottery import data, masks, models, siblings, stacks, train
 from jaxlottery.train import Recipe
 
 ARCH = dict(depth=8, width=4)
@@ -71,6 +71,7 @@ def _assert_same_training(got, want, start):
         np.testing.assert_allclose(ha[-1]["train_loss"], hb[-1]["train_loss"], rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True], ids=["dense", "masked"])
 @pytest.mark.parametrize("strategy", siblings.STRATEGIES)
 def test_epoch_program_equals_the_per_step_path(setup, per_step, strategy, masked):
@@ -106,6 +107,7 @@ def test_calls_cover_the_epoch_and_end_on_aligned_boundaries(step, length, per_c
         assert not any(c[2] for c in cut)
 
 
+@pytest.mark.slow
 def test_train_leaves_the_callers_states_intact(setup):
     d, v, keys, ms = setup
     states = siblings.spawn(v, 2, RECIPE)
@@ -116,13 +118,14 @@ def test_train_leaves_the_callers_states_intact(setup):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_call", [1, 1000], ids=["host-loop", "on-device"])
 def test_stack_evaluation_equals_evaluating_each_member(setup, per_call):
     d, v, keys, ms = setup
     states, _ = _train(setup, "loop", 1, True, until=2)
     model = models.resnet(**ARCH)
-    states = siblings.stack([siblings.index(states, i) for i in (0, 1, 0)])
-    alone = [train.evaluate(train.variables(siblings.index(states, i)), d, model, batch=16)
+    states = stacks.stack([stacks.index(states, i) for i in (0, 1, 0)])
+    alone = [train.evaluate(train.variables(stacks.index(states, i)), d, model, batch=16)
              for i in range(3)]
     for chunk in (None, 2):  # all members in one program; chunks of 2 (the last padded)
         got = siblings.evaluate_stack(states, d, model, 16, steps_per_call=per_call, chunk=chunk)
@@ -150,6 +153,7 @@ class CompileCounter:
         self.active = False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_call", [1, 1000], ids=["per-step", "epoch-program"])
 def test_nothing_recompiles_after_the_first_epoch(setup, per_call):
     d, v, keys, ms = setup
@@ -176,6 +180,7 @@ def test_chunks_fill_the_device_in_balanced_stacks():
     assert siblings.chunk_size(3, 10, None) == 3
 
 
+@pytest.mark.slow
 def test_stack_capacity_from_the_devices_memory(monkeypatch):
     model, recipe = models.resnet(**ARCH), RECIPE
     assert siblings.stack_capacity(model, recipe, N_TRAIN, (16, 16, 3), "vmap") is None  # CPU
@@ -199,3 +204,21 @@ def test_defaults_per_backend_are_pinned():
     assert siblings.backend_defaults("cpu")[:2] == ("loop", 1)
     assert siblings.backend_defaults("gpu")[:2] == ("vmap", 1)
     assert siblings.backend_defaults("tpu")[:2] == ("vmap", 1)
+
+
+def test_bad_arguments_fail_before_any_compilation(setup):
+    d, v, keys, ms = setup
+    model = models.resnet(**ARCH)
+    with pytest.raises(ValueError, match="k must be"):
+        siblings.spawn(v, 0, RECIPE)
+    with pytest.raises(ValueError, match="one data key per member"):
+        siblings.train(siblings.spawn(v, 3, RECIPE), keys, d, model, RECIPE, until=1)
+    with pytest.raises(ValueError, match="one mask per member"):
+        siblings.train(siblings.spawn(v, 2, RECIPE), keys, d, model, RECIPE, until=1,
+                       ms=masks.stack([stacks.index(ms, 0)]))
+    with pytest.raises(ValueError, match="strategy"):
+        siblings.train(siblings.spawn(v, 2, RECIPE), keys, d, model, RECIPE, until=1,
+                       strategy="pmap")
+    with pytest.raises(ValueError, match="steps_per_call"):
+        siblings.train(siblings.spawn(v, 2, RECIPE), keys, d, model, RECIPE, until=1,
+                       steps_per_call=0)

@@ -8,8 +8,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md")).read()
-MODULES = ("masks", "models", "data", "train", "siblings", "sharding", "experiment", "config",
-           "report", "checkpoint", "files", "cli")
+MODULES = ("masks", "stacks", "models", "data", "datasets", "train", "siblings", "sharding",
+           "imp", "connectivity", "config", "experiment", "stages", "retraining", "pipeline",
+           "paths", "results", "estimate", "report", "verdicts", "figures", "checkpoint", "files",
+           "cli")
 
 
 def mentioned():

@@ -8,7 +8,6 @@ import shutil
 import signal
 import time
 
-import numpy as np
 import pytest
 
 from jaxlottery import checkpoint, config, experiment, files
@@ -23,6 +22,7 @@ def _copy_run(smoke, tmp_path):
     return dst, dst / SMOKE.run_id(), results
 
 
+@pytest.mark.slow
 def test_killed_at_seeded_points_of_every_stage_resumes_to_identical_results(smoke, tmp_path):
     """Seven kill -9s at named points (counts drawn with a fixed seed): the sibling, output,
     retraining, IMP and results stages, in the middle of a checkpoint write and of the results
@@ -48,6 +48,7 @@ def test_killed_at_seeded_points_of_every_stage_resumes_to_identical_results(smo
         assert comparable(json.load(f)) == comparable(smoke[2])
 
 
+@pytest.mark.slow
 def test_truncated_results_and_checkpoint_are_recovered(smoke, tmp_path, capsys):
     work, rundir, reference = _copy_run(smoke, tmp_path)
     # A results file cut in half: reported, set aside, rebuilt from the stages' outputs.
@@ -78,6 +79,7 @@ def test_truncated_results_and_checkpoint_are_recovered(smoke, tmp_path, capsys)
     assert comparable(again) == comparable(reference)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_clearly_and_keeps_the_last_good_state(smoke, tmp_path, monkeypatch):
     work, rundir, _ = _copy_run(smoke, tmp_path)
     (rundir / "results.json").unlink()
@@ -93,6 +95,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_last_good_state(smoke, tmp_path
     assert after == before  # nothing changed, nothing half-written, lock released
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_run_directory(tmp_path):
     first = run_cli(tmp_path)
     lock = tmp_path / SMOKE.run_id() / "lock"
@@ -125,6 +128,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_divergence_stops_loudly_and_reports_no_numbers(tmp_path):
     bad = config.preset("smoke", lr=1e9)
     with pytest.raises(experiment.TrainingDiverged, match="non-finite training loss") as err:

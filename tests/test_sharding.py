@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlottery import sharding
+from jaxlottery import sharding, stacks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +57,7 @@ def run_check(*args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k,masked", [(8, "masked"), (5, "dense")])
 def test_sharded_siblings_equal_the_single_device_run(k, masked):
     res = run_check(k, masked)
@@ -70,10 +71,10 @@ def test_padding_and_unpadding():
     mesh = sharding.sibling_mesh(jax.devices()[:1])
     assert sharding.padded_size(5, mesh) == 5
     x = {"a": np.arange(10).reshape(5, 2), "b": None}
-    padded = sharding.pad(x, 8)
+    padded = stacks.pad(x, 8)
     assert padded["a"].shape == (8, 2) and padded["b"] is None
     np.testing.assert_array_equal(padded["a"][5:], np.repeat(x["a"][-1:], 3, axis=0))
-    np.testing.assert_array_equal(sharding.unpad(padded, 5)["a"], x["a"])
+    np.testing.assert_array_equal(stacks.unpad(padded, 5)["a"], x["a"])
 
 
 MULTI = textwrap.dedent("""
@@ -104,6 +105,7 @@ MULTI = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_path):
     import socket
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlottery import data, masks, models, siblings
+from jaxlottery import data, masks, models, siblings, stacks
 from jaxlottery.train import Recipe
 
 ARCH = dict(depth=8, width=4)
@@ -38,12 +38,13 @@ def separate_runs(setup):
     outs = []
     for i in range(3):
         s, h = siblings.train(siblings.spawn(v, 1, r), keys[i:i + 1], d, models.resnet(**ARCH), r,
-                              until=4, ms=masks.stack([siblings.index(ms, i)]), strategy="separate",
+                              until=4, ms=masks.stack([stacks.index(ms, i)]), strategy="separate",
                               evaluate=False)
-        outs.append((siblings.index(s, 0), h))
+        outs.append((stacks.index(s, 0), h))
     return outs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", siblings.STRATEGIES)
 def test_sibling_i_equals_a_single_run_with_key_i(setup, separate_runs, strategy):
     d, v, r, keys, ms = setup
@@ -53,7 +54,7 @@ def test_sibling_i_equals_a_single_run_with_key_i(setup, separate_runs, strategy
     # which rounds differently from the single-network program.
     tol = dict(rtol=2e-4, atol=2e-5) if strategy in ("vmap", "map") else dict(rtol=1e-5, atol=1e-6)
     for i, (single, h) in enumerate(separate_runs):
-        member = siblings.index(states, i)
+        member = stacks.index(states, i)
         for a, b in zip(jax.tree.leaves(member), jax.tree.leaves(single)):  # BN stats included
             np.testing.assert_allclose(a, b, **tol)
         np.testing.assert_allclose(hist[-1]["train_loss"][i], h[-1]["train_loss"][0], **tol)
@@ -66,14 +67,3 @@ def test_default_strategy_per_backend():
     assert siblings.default_strategy("gpu") == "vmap"
     assert siblings.default_strategy("tpu") == "vmap"
     assert siblings.default_steps_per_call("cpu") == 1
-
-
-def test_bad_arguments(setup):
-    d, v, r, keys, ms = setup
-    with pytest.raises(ValueError, match="k must be"):
-        siblings.spawn(v, 0, r)
-    with pytest.raises(ValueError, match="one data key per member"):
-        siblings.train(siblings.spawn(v, 2, r), keys, d, models.resnet(**ARCH), r, until=1)
-    with pytest.raises(ValueError, match="strategy"):
-        siblings.train(siblings.spawn(v, 3, r), keys, d, models.resnet(**ARCH), r, until=1,
-                       strategy="pmap")

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlottery import data, masks, models, siblings, train
+from jaxlottery import data, masks, models, siblings, stacks, train
 from jaxlottery.train import Recipe
 
 TINY = dict(depth=8, width=4)
@@ -31,7 +31,7 @@ def test_paper_schedule_drops_at_the_right_iterations():
     r = Recipe()
     assert r.steps_per_epoch(50_000) == 391 and r.total_steps(50_000) == 62_560
     assert r.lr_boundaries(50_000) == (31_280, 46_920)
-    lrs = {s: float(r.learning_rate(jnp.asarray(s), 50_000))
+    lrs = {s: float(train.schedule(r, 50_000)(jnp.asarray(s)))
            for s in (0, 31_279, 31_280, 46_919, 46_920, 62_559)}
     assert lrs == pytest.approx({0: 0.1, 31_279: 0.1, 31_280: 0.01, 46_919: 0.01,
                                  46_920: 0.001, 62_559: 0.001})
@@ -65,13 +65,14 @@ def run(vars_, keys, d, r, until, ms=None, strategy="loop", **kw):
                           strategy=strategy, **kw)
 
 
+@pytest.mark.slow
 def test_pruned_weights_stay_exactly_zero(tiny_data, tiny_vars):
     r = tiny_recipe()
     mask = masks.magnitude_prune(tiny_vars["params"], 0.2)
     states, _ = run(tiny_vars, jax.random.split(jax.random.key(1), 2), tiny_data, r, 10,
                     ms=masks.stack([mask, mask]), evaluate=False)
     for i in range(2):
-        p = siblings.index(states.params, i)
+        p = stacks.index(states.params, i)
         pruned = masks.apply(p, mask)
         for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(pruned)):
             np.testing.assert_array_equal(a, b)  # nothing pruned came back
@@ -82,6 +83,7 @@ def test_pruned_weights_stay_exactly_zero(tiny_data, tiny_vars):
         assert not np.allclose(k[keep], k0[keep])  # kept weights trained
 
 
+@pytest.mark.slow
 def test_partial_last_batch_sees_every_example_once(tiny_data, tiny_vars):
     r = Recipe(batch_size=64, epochs=1, lr_drop_epochs=())  # 160 = 64 + 64 + 32
     assert r.steps_per_epoch(160) == 3
@@ -92,6 +94,7 @@ def test_partial_last_batch_sees_every_example_once(tiny_data, tiny_vars):
     assert sorted(perm.tolist()) == list(range(160))
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_after_an_epoch(tiny_data, tiny_vars):
     r = tiny_recipe()
     keys = jax.random.split(jax.random.key(7), 2)
@@ -112,6 +115,7 @@ def test_spawn_at_step_continues_schedule_with_fresh_momentum(tiny_vars):
     np.testing.assert_array_equal(s.params["dense"]["kernel"][2], tiny_vars["params"]["dense"]["kernel"])
 
 
+@pytest.mark.slow
 def test_small_resnet_learns_synthetic_data():
     d = data.to_device(data.synthetic(num_train=2048, num_test=256, image_shape=(16, 16, 3),
                                       seed=1))
@@ -125,6 +129,7 @@ def test_small_resnet_learns_synthetic_data():
     assert hist[-1]["train_loss"][0] < hist[0]["train_loss"][0]
 
 
+@pytest.mark.slow
 def test_evaluate_matches_direct_computation(tiny_data, tiny_vars):
     model = models.resnet(**TINY)
     res = train.evaluate(tiny_vars, tiny_data, model, batch=48)  # 64 = 48 + 16 (padded)
@@ -135,6 +140,7 @@ def test_evaluate_matches_direct_computation(tiny_data, tiny_vars):
     assert res["loss"] == pytest.approx(loss, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_full_size_resnet20_step_lowers_the_loss():
     v = models.init(jax.random.key(0))
     d = data.to_device(data.synthetic(num_train=128, num_test=16, seed=0))

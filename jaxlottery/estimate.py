@@ -1,0 +1,80 @@
+"""The estimate printed before a study starts: what it costs, timed on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxlottery import models, paths, siblings
+from jaxlottery.pipeline import INIT, SIBLING_DATA, Context
+
+
+def announce(ctx: Context) -> None:
+    """Log the run's address, data, model, cost per stage and how siblings are compiled, and
+    (unless every sibling stage is done) the training time, timed on this machine."""
+    cfg = ctx.config
+    cost = cfg.network_epochs()
+    n = ctx.dataset.x_train.shape[0]
+    total = sum(cost.values())
+    ctx.log(f"run {cfg.run_id()} in {ctx.rundir}")
+    ctx.log(f"data: {ctx.dataset.name}{' (SYNTHETIC)' if ctx.dataset.synthetic else ''}, "
+            f"{n} train / {ctx.dataset.x_test.shape[0]} test images of {ctx.dataset.image_shape}; "
+            f"model ResNet-{cfg.model_depth} width {cfg.model_width}")
+    ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
+            + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
+    ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call))
+    if all(os.path.exists(ctx.path(paths.final(paths.siblings(t)))) for t in cfg.spawn_epochs):
+        ctx.log("estimate: skipped, the sibling stages are done (resuming); what remains is "
+                "retraining and evaluation")
+        return
+    img_s = measure_throughput(ctx)
+    seconds = total * n / img_s
+    ctx.log(f"estimate: {duration(seconds)} of training at {img_s:,.0f} images/s for {cfg.k} "
+            f"siblings, measured on {jax.devices()[0].device_kind} (evaluation and finished "
+            "stages not counted)")
+    if jax.default_backend() == "cpu" and seconds > 86400:
+        ctx.log(f"WARNING: this configuration needs about {duration(seconds)} on this CPU; "
+                "use --preset=quick here, or a GPU/TPU")
+
+
+def duration(seconds: float) -> str:
+    """A human-sized duration: 40 s, 12 min, 3.5 h, 9 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
+def measure_throughput(ctx: Context) -> float:
+    """Images/s of the sibling stage's first program (the same compiled program the stage then
+    reuses): compiled and run once, then timed over one more call (at least 3 iterations).
+    A program of more than 20 iterations (a whole epoch) is not run twice for an estimate: a
+    3-iteration program of the same kind is timed instead."""
+    cfg = ctx.config
+    init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
+                       ctx.dataset.image_shape)
+    n = ctx.dataset.x_train.shape[0]
+    strategy, per_call = siblings.resolve(cfg.strategy, cfg.steps_per_call)
+    iterations, count, tail = siblings.calls(0, ctx.spe, ctx.spe, n, cfg.batch_size, per_call)[0]
+    if iterations > 20:
+        iterations, count, tail = 3, 3, False
+    fn = siblings.program(strategy, cfg.k, ctx.model,
+                          ctx.recipe, n, count, tail)
+    states = siblings.spawn(init, cfg.k, ctx.recipe)
+    keys = jnp.stack([ctx.key(SIBLING_DATA, 0, i) for i in range(cfg.k)])
+    perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), n)
+    states, sums = fn(states, siblings.zero_sums(cfg.k), None, keys, perms, ctx.data)
+    jax.block_until_ready(states)
+    repeats = -(-3 // iterations)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        states, sums = fn(states, sums, None, keys, perms, ctx.data)
+    jax.block_until_ready(states)
+    images = repeats * cfg.k * (count * cfg.batch_size + tail * (n - (ctx.spe - 1) * cfg.batch_size))
+    return images / (time.perf_counter() - t0)

@@ -1,0 +1,47 @@
+"""Pruning masks as pytrees of booleans, and their algebra.
+
+Conventions (the whole library relies on them):
+
+- A mask has the tree structure of the parameters it masks. A prunable leaf holds a bool
+  array of the parameter's shape (True = kept); a leaf that is never pruned (biases,
+  BatchNorm) holds `None`. Counts, densities and overlaps therefore see only prunable
+  weights: ResNet-20 has 270,896 of them. `None` is an empty subtree to JAX, so masks pass
+  through `jit`, `vmap` and `tree.map(..., is_leaf=masks.is_none)` unchanged.
+- By default the prunable leaves are the conv and dense kernels (leaves named `kernel`);
+  pass `rule=` to choose others.
+- A "stack" is a mask (or params) whose leaves carry a leading sibling axis of size k.
+  Functions that combine masks (`union`, `intersection`, `vote`, `pairwise_iou`, `compose`)
+  take either a stack or a list/tuple of single masks. Functions that describe one mask
+  (`count`, `density`, `layer_densities`, `iou`, `overlap`, `magnitude_prune`) take
+  `stacked=True` to map over the sibling axis.
+- Kept counts: density d keeps `floor(d * n + 0.5)` weights (n = number of prunable weights,
+  globally or per layer). Ties in |w| are broken by position: among equal scores the weight
+  that comes first in the flattened order (leaves in `jax.tree` order, each row-major) is kept.
+
+Everything here is a pure function of its inputs and works under `jax.jit` (densities may be
+traced; `how`, `scope`, `at_least` and `stacked` are static). Bad input raises `ValueError` or
+`TypeError` eagerly; a traced value cannot be range-checked and is taken as given.
+"""
+
+from jaxlottery.masks.algebra import (COMPOSITIONS, Composition, at_least, compose,
+                                      intersection, register, union, vote)
+from jaxlottery.masks.core import (Density, Mask, Params, Rule, apply, count, default_rule,
+                                   density, is_none, layer_densities, layer_sizes, ones_like,
+                                   path_str, prunable, stack, stack_size)
+from jaxlottery.masks.io import FORMAT, FORMAT_VERSION, load, save
+from jaxlottery.masks.overlap import (chance_iou, chance_iou_matched, iou, iou_by_layer, overlap,
+                                      overlap_by_layer, pairwise_iou, pairwise_iou_by_layer,
+                                      pairwise_overlap)
+from jaxlottery.masks.pruning import (magnitude_prune, mask_from_scores, random_mask,
+                                      random_mask_like)
+from jaxlottery.stacks import unstack
+
+__all__ = [
+    "COMPOSITIONS", "Composition", "Density", "FORMAT", "FORMAT_VERSION", "Mask", "Params", "Rule",
+    "apply", "at_least", "chance_iou", "chance_iou_matched", "compose", "count", "default_rule",
+    "density", "intersection", "iou", "iou_by_layer", "is_none", "layer_densities", "layer_sizes",
+    "load", "magnitude_prune", "mask_from_scores", "ones_like", "overlap", "overlap_by_layer",
+    "pairwise_iou", "pairwise_iou_by_layer", "pairwise_overlap", "path_str", "prunable",
+    "random_mask", "random_mask_like", "register", "save", "stack", "stack_size", "union",
+    "unstack", "vote",
+]

@@ -1,0 +1,100 @@
+"""Every file name of a run directory `<workdir>/<run id>/`, in one place.
+
+Stages, the report and the tools that read a run ask here for their files, so a name is
+spelled once. All names are relative to the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+CONFIG = "config.json"  # the full configuration and the version that wrote it
+RESULTS = "results.json"  # every number of the study (written last: the run's "done" marker)
+REPORT = "report.md"
+LOCK = "lock"  # the process holding the run (jaxlottery.files.RunLock)
+FAILED = "failed.json"  # why a run stopped (a diverged loss)
+CONSISTENCY = "consistency.json"
+SHARED = "shared"
+INDEPENDENT = "independent"
+
+# Figures: the paper's three, then one per analysis beyond the paper (keyed by its results
+# section, drawn only when that section has rows).
+FIGURES = {"overlap": "overlap_vs_spawn.png", "accuracy": "accuracy_vs_density.png",
+           "layers": "layer_overlap.png"}
+EXTRA_FIGURES = {"connectivity": "connectivity.png", "random_baselines": "baselines.png",
+                 "imp": "imp.png"}
+# results.json sections written as CSV tables (connectivity's table is derived: see report).
+TABLES = ("dense", "consistency", "consistency_layers", "composition", "random_baselines", "imp",
+          "connectivity")
+
+
+def csv(table: str) -> str:
+    return f"{table}.csv"
+
+
+def spawn_weights(t: int) -> str:
+    """W_t: the shared network's variables after t epochs."""
+    return os.path.join(SHARED, f"spawn_e{t}.npz")
+
+
+def siblings(t: int) -> str:
+    """The folder of the k siblings spawned at epoch t."""
+    return os.path.join("siblings", f"e{t}")
+
+
+def final(folder: str) -> str:
+    """A trained stack's final variables."""
+    return os.path.join(folder, "final.npz")
+
+
+def history(folder: str) -> str:
+    return os.path.join(folder, "history.json")
+
+
+def checkpoints(folder: str) -> str:
+    return os.path.join(folder, "ckpt")
+
+
+def sibling_masks(kind: str, t: int, density_index: int) -> str:
+    """One-shot masks of the siblings (`kind="siblings"`) or of W_t (`"spawn"`)."""
+    return os.path.join("masks", f"{kind}_e{t}_d{density_index}.npz")
+
+
+def independent_masks(density_index: int) -> str:
+    return os.path.join("masks", f"independent_d{density_index}.npz")
+
+
+def connectivity(t: int) -> str:
+    return os.path.join("connectivity", f"e{t}.json")
+
+
+def composition(t: int, what: str) -> str:
+    """The masks to retrain from W_t (`what="masks"`, .npz) and their metadata (`"meta"`, .json)."""
+    return os.path.join("composition", f"e{t}.npz" if what == "masks" else f"e{t}.json")
+
+
+def retraining(t: int) -> str:
+    return os.path.join("retrain", f"e{t}")
+
+
+def imp_level(level: int) -> str:
+    return os.path.join("imp", f"level{level}")
+
+
+def imp_masks(level: int) -> str:
+    return os.path.join(imp_level(level), "masks.npz")
+
+
+def imp_members(level: int) -> str:
+    return os.path.join(imp_level(level), "members.json")
+
+
+def chunk(folder: str, c: int, ext: str = "") -> str:
+    """Chunk c of a retraining folder: its training folder (no `ext`), its test accuracies
+    (`.json`) or its final weights (`.npz`)."""
+    return os.path.join(folder, f"chunk{c}{ext}")
+
+
+def plan(folder: str) -> str:
+    """How a retraining folder's networks are cut into stacks (fixed when first planned)."""
+    return os.path.join(folder, "plan.json")
