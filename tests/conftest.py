@@ -63,6 +63,12 @@ atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
 ENV = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_PLATFORMS="cpu",
            JAX_COMPILATION_CACHE_DIR=XLA_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+# The test process reads and fills the same cache: what a subprocess compiled (the smoke run) is
+# not compiled again here, and the reverse.
+for option, value in (("jax_compilation_cache_dir", XLA_CACHE),
+                      ("jax_persistent_cache_min_compile_time_secs", 0),
+                      ("jax_persistent_cache_min_entry_size_bytes", 0)):
+    jax.config.update(option, value)
 SMOKE = config.preset("smoke")
 
 

@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 from jaxlottery import report
 
-from conftest import SMOKE, comparable
+from conftest import ENV, SMOKE, comparable
 
 pytestmark = pytest.mark.slow  # every notebook runs the pipeline
 
@@ -22,7 +22,9 @@ def execute(name: str, parameters: str, tmp_path) -> nbformat.NotebookNode:
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1, "a notebook needs exactly one cell tagged 'parameters'"
     cells[0].source = parameters
-    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # the kernel inherits it
+    for var in ("JAX_DISABLE_MOST_OPTIMIZATIONS", "JAX_COMPILATION_CACHE_DIR",
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+        os.environ.setdefault(var, ENV[var])  # the kernel inherits them: the tests' XLA cache
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     return nb
