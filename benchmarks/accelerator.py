@@ -269,7 +269,8 @@ def markdown(res: dict) -> str:
     if p:
         toy = "" if res["size"]["depth"] == 20 and res["size"]["width"] == 16 else (
             f" (rates of the toy {res['size']['model']}, not ResNet-20: a test of the arithmetic)")
-        lines += ["", f"Projected paper preset (23,185 network-epochs), hours{toy}. 'Other' is "
+        total = sum(p["network_epochs"].values())
+        lines += ["", f"Projected paper preset ({total:,.0f} network-epochs), hours{toy}. 'Other' is "
                   "evaluation, checkpoints and compilation; a stack size not measured uses the rate "
                   "per image of the nearest one measured.", "",
                   "| stage | stack | defaults: way (at k) | train h | other h | fastest: way (at k) "

@@ -10,6 +10,7 @@ from the configuration's seed, so a resumed run recomputes them.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Callable
 
@@ -101,8 +102,10 @@ def readable(path: str, log: Callable[[str], None] = print) -> bool:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """JSON file written atomically (temp file, fsync, rename)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
+    """Standard JSON written atomically (temp file, fsync, rename): arrays become lists and a
+    value that is not a finite number (NaN: not computable) becomes null."""
+    text = json.dumps(_plain(obj), indent=1, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def read_json(path: str) -> Any:
@@ -127,11 +130,16 @@ def load_arrays(path: str, like: Any, as_numpy: bool = False) -> Any:
     return jax.tree.unflatten(treedef, leaves if as_numpy else [jax.numpy.asarray(x) for x in leaves])
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (np.generic, jax.Array)) and np.ndim(x) == 0:
-        return np.asarray(x).item()
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    if isinstance(x, tuple):
-        return list(x)
+def _plain(x: Any) -> Any:
+    """JSON's types: dicts, lists, str, int, finite floats, bool and None (for non-finite)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        return _plain(np.asarray(x).tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
     raise TypeError(f"not JSON serializable: {type(x).__name__}")

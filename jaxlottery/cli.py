@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in rest:  # how to get the data, where the error says
             print(f"  {line}", file=sys.stderr)
         return 2
-    except (files.RunLocked, experiment.ConfigMismatch) as e:
+    except (files.RunLocked, experiment.ConfigMismatch, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one line for users; --debug for the traceback
@@ -124,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print()
     print(report.summary(results))
-    print("Claim 1 (consistency): " + verdicts.consistency_verdict(results))
-    print("Claim 2 (composability): " + verdicts.composition_verdict(results))
-    for name, section, verdict in (("Mode connectivity", "connectivity", verdicts.connectivity_verdict),
-                                   ("Baselines", "random_baselines", verdicts.baselines_verdict),
-                                   ("IMP", "imp", verdicts.imp_verdict)):
-        if results.get(section):
-            print(f"{name}: {verdict(results)}")
+    for name, sentence in verdicts.readings(results).items():
+        print(f"{name}: {sentence}")
     print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")
     return 0

@@ -87,6 +87,10 @@ class Config:
                                                   "composed and baseline masks are retrained")
     baseline_siblings: int = option(2, "single siblings pruned one-shot and retrained as the "
                                     "baseline")
+    retrain_seeds: int = option(1, "data orders every retrained mask and the dense control train "
+                                "with; order r is the same for every mask (paired comparisons). "
+                                "1: the noise of a difference is estimated from the dense "
+                                "siblings' spread instead of measured")
     # Beyond the paper (the extra stages). Connectivity costs evaluations only and is on; the
     # baselines and IMP retrain networks and are off in the paper preset.
     random_baselines: tuple[str, ...] = option((), "extra retrained baselines: random (same "
@@ -137,6 +141,7 @@ class Config:
         """Cost of each training stage in network-epochs (one network, one epoch)."""
         n_masks = len(self.retrain_densities) * (self.masks_per_density() + self.baseline_siblings
                                                  + len(self.random_baseline_methods()))
+        n_masks = (n_masks + 1) * self.retrain_seeds  # + the dense control, per data order
         cost = {
             "shared": float(max(self.spawn_epochs)),
             "siblings": float(sum(self.k * (self.epochs - t) for t in self.spawn_epochs)),
@@ -246,6 +251,8 @@ class Config:
              f"must be an integer >= 0, got {self.independent_inits!r}")
         need(self.independent_inits != 1, "independent_inits",
              "needs 0 (off) or at least 2 networks to compare")
+        need(_is_int(self.retrain_seeds) and self.retrain_seeds >= 1, "retrain_seeds",
+             f"must be an integer >= 1, got {self.retrain_seeds!r}")
         need(_is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
              "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
         bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
@@ -291,13 +298,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                   densities=(0.8**3, 0.8**7, 0.8**10, 0.8**14), independent_inits=2,
                   k_values=(2, 4), retrain_spawn_epochs=(1,), retrain_densities=(0.8**7, 0.8**14),
                   baseline_siblings=2, random_baselines=("random", "random_matched", "reinit"),
-                  lmc_pairs=2, imp_levels=4, imp_rate=0.36, imp_k=2),
+                  lmc_pairs=2, imp_levels=4, imp_rate=0.36, imp_k=2, retrain_seeds=2),
     "smoke": dict(dataset="synthetic", model_depth=8, model_width=4, train_subset=256,
                   test_subset=128, epochs=3, lr_drop_epochs=(2,), batch_size=64, k=3,
                   spawn_epochs=(0, 1), densities=(0.5, 0.2), independent_inits=2, k_values=(2, 3),
                   retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2,
                   random_baselines=("random", "random_matched", "reinit"), lmc_points=5,
-                  imp_levels=2, imp_k=2),
+                  imp_levels=2, imp_k=2, retrain_seeds=2),
 }
 
 

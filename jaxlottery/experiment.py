@@ -23,17 +23,14 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import checkpoint, estimate, files, models, paths, sharding, stages
+from jaxlottery import checkpoint, estimate, files, imp, masks, models, paths, sharding, stages
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
-from jaxlottery.config import NOT_HASHED, Config
-from jaxlottery.pipeline import SUBSET, Context, TrainingDiverged, write  # noqa: F401 - raised by run
+from jaxlottery.config import NOT_HASHED, Config, ConfigError
+from jaxlottery.pipeline import (SUBSET, ConfigMismatch, Context, TrainingDiverged,  # noqa: F401
+                                 write)  # the errors are raised by run
 
 __all__ = ["ConfigMismatch", "TrainingDiverged", "load_dataset", "run", "run_dir"]
-
-
-class ConfigMismatch(RuntimeError):
-    """The run directory was made by a different configuration."""
 
 
 def run_dir(config: Config, workdir: str) -> str:
@@ -51,6 +48,7 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
         log(f"all stages done: {results_path}")
         return checkpoint.read_json(results_path)
     dataset = load_dataset(config)  # bad or missing data fails here, before any work
+    check_feasible(config, dataset)
     os.makedirs(rundir, exist_ok=True)
     with files.RunLock(rundir, log) if sharding.is_main() else contextlib.nullcontext():
         return _run_stages(config, rundir, dataset, progress, log)
@@ -72,6 +70,30 @@ def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress
     for stage in stages.STAGES:
         out[stage.name] = stage.run(ctx, out)
     return out[stages.STAGES[-1].name]
+
+
+def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
+    """Raise ConfigError, before any training, for a setting the model's actual size makes
+    empty: a density or IMP level that keeps no weight of the network's prunable weights."""
+    variables = jax.eval_shape(lambda: models.init(
+        jax.random.key(0), config.model_depth, config.model_width, dataset.num_classes,
+        dataset.image_shape))
+    params = variables["params"]
+    n = sum(int(np.prod(x.shape)) for x, p in zip(jax.tree.leaves(params),
+                                                  jax.tree.leaves(masks.prunable(params))) if p)
+    model = f"ResNet-{config.model_depth} width {config.model_width}"
+    for flag in ("densities", "retrain_densities"):
+        for d in getattr(config, flag):
+            if np.floor(d * n + 0.5) < 1:
+                raise ConfigError(f"--{flag}: density {d:g} keeps no weight of the {n:,} "
+                                  f"prunable weights of {model}; the smallest that keeps one "
+                                  f"is {0.5 / n:.2g}")
+    if config.imp_levels:
+        last = imp.level_density(config.imp_levels, config.imp_rate)
+        if np.floor(last * n + 0.5) < 1:
+            raise ConfigError(f"--imp_levels: level {config.imp_levels} at --imp_rate="
+                              f"{config.imp_rate:g} keeps no weight of the {n:,} prunable "
+                              f"weights of {model} ({last:.2g} of them)")
 
 
 def load_dataset(config: Config) -> data_lib.Dataset:

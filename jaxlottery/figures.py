@@ -49,7 +49,7 @@ def figure_overlap(results: dict, path: str) -> list[str]:
     for d, c in zip(densities, colors):
         rs = sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"])
         t = [r["spawn_epoch"] for r in rs]
-        ax.errorbar(t, [r["iou_mean"] for r in rs], yerr=[r["iou_std"] for r in rs], color=c,
+        ax.errorbar(t, [r["iou_mean"] for r in rs], yerr=[r["iou_std"] or 0 for r in rs], color=c,
                     marker="o", capsize=3, label=f"{100 * d:.1f}%")
         ax.plot(t, [r["layer_matched_chance_iou"] for r in rs], color=c, ls=":", lw=1)
         ax.plot(t, [r["chance_iou"] for r in rs], color=c, ls="--", lw=0.8, alpha=0.6)
@@ -58,7 +58,7 @@ def figure_overlap(results: dict, path: str) -> list[str]:
     ax.set_xlabel("spawn epoch t")
     ax.set_ylabel("pairwise IoU of sibling masks")
     ax.set_title("Mask consistency (dotted: layer-matched chance, dashed: chance,\n"
-                 "x: independent inits)", fontsize=9)
+                 "x: independent inits; error bars: std over sibling pairs)", fontsize=9)
     ax.legend(title="density", fontsize=7, ncol=2)
     labels = _legend(ax)
     _save(fig, path)
@@ -69,13 +69,16 @@ def figure_accuracy(results: dict, path: str) -> list[str]:
     """Test accuracy against density: one panel per (spawn epoch, k), methods vs baseline."""
     plt = _plt()
     rows = results["composition"]
-    cells = sorted({(r["spawn_epoch"], r["k"]) for r in rows if r["method"] != "baseline"})
+    cells = sorted({(r["spawn_epoch"], r["k"]) for r in rows
+                    if r["method"] not in ("baseline", "dense")})
     if not cells:
         cells = [(rows[0]["spawn_epoch"], 1)] if rows else [(0, 1)]
     fig, axes = plt.subplots(1, len(cells), figsize=(3.3 * len(cells), 3.4), squeeze=False,
                              sharey=True)
     dense = {r["spawn_epoch"]: r["mean"] for r in results["dense"] if r.get("spawn_epoch") is not None}
-    styles = {m: _style(m) for m in methods_in(rows) if m != "baseline"}
+    # The dense control retrained from W_t on the masks' data orders replaces the siblings' mean.
+    dense.update({r["spawn_epoch"]: r["test_accuracy_mean"] for r in rows if r["method"] == "dense"})
+    styles = {m: _style(m) for m in methods_in(rows) if m not in ("baseline", "dense")}
     styles["baseline"] = ("baseline", "black", "D")
     for ax, (t, kk) in zip(axes[0], cells):
         for method, (label, color, marker) in styles.items():
@@ -85,8 +88,8 @@ def figure_accuracy(results: dict, path: str) -> list[str]:
             if rs:
                 ax.errorbar([100 * r["target_density"] for r in rs],
                             [100 * r["test_accuracy_mean"] for r in rs],
-                            yerr=[100 * r["test_accuracy_std"] for r in rs], color=color,
-                            marker=marker, capsize=3, label=label, lw=1)
+                            yerr=_stderr(rs), color=color, marker=marker, capsize=3, label=label,
+                            lw=1)
         if dense.get(t) is not None:
             ax.axhline(100 * dense[t], color="k", ls="--", lw=0.8, label="dense")
         ax.set_xscale("log")
@@ -95,6 +98,7 @@ def figure_accuracy(results: dict, path: str) -> list[str]:
         ax.set_xlabel("density (% kept)")
         ax.set_title(f"k = {kk}, rewound to epoch {t}", fontsize=9)
     axes[0][0].set_ylabel("test accuracy (%)")
+    fig.suptitle(_ERROR_BARS, fontsize=8)
     axes[0][-1].legend(fontsize=7)
     labels = sorted({label for ax in axes[0] for label in ax.get_legend_handles_labels()[1]})
     _save(fig, path)
@@ -114,7 +118,8 @@ def figure_layers(results: dict, path: str) -> list[str]:
     density = np.full_like(excess, np.nan)
     for r in rs:
         at = layers.index(r["layer"]), epochs.index(r["spawn_epoch"])
-        excess[at] = r["iou_mean"] - r["chance_iou"]
+        if r["iou_mean"] is not None and r["chance_iou"] is not None:  # null: an empty layer
+            excess[at] = r["iou_mean"] - r["chance_iou"]
         density[at] = 100 * r["layer_density"]
     fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(epochs) + 6, 0.28 * len(layers) + 1.6),
                              sharey=True)
@@ -159,18 +164,19 @@ def figure_connectivity(results: dict, path: str) -> list[str]:
     for bn in modes:
         rs = [r for r in table if r["bn"] == bn]
         axes[1].errorbar([r["spawn_epoch"] for r in rs], [r["barrier_points"] for r in rs],
-                         yerr=[r["barrier_std"] for r in rs], marker="o", capsize=3,
+                         yerr=[r["barrier_stderr"] or 0 for r in rs], marker="o", capsize=3,
                          ls=styles[bn], label=f"BN {bn}")
     axes[1].axhline(2.0, color="gray", lw=0.8, ls=":")
     axes[1].set_xlabel("spawn epoch t")
     axes[1].set_ylabel("error barrier (points)")
-    axes[1].set_title("instability (dotted: 2-point stability line)", fontsize=8)
+    axes[1].set_title("instability (dotted: 2-point stability line;\nerror bars: standard error "
+                      "over pairs)", fontsize=8)
     axes[1].legend(fontsize=7)
     cons = results["consistency"]
     d = reference_density(sorted({r["density"] for r in cons}))
     at = sorted((r for r in cons if r["density"] == d), key=lambda r: r["spawn_epoch"])
     t = [r["spawn_epoch"] for r in at]
-    axes[2].errorbar(t, [r["iou_mean"] for r in at], yerr=[r["iou_std"] for r in at], marker="o",
+    axes[2].errorbar(t, [r["iou_mean"] for r in at], yerr=[r["iou_std"] or 0 for r in at], marker="o",
                      capsize=3, color="tab:green", label="siblings")
     axes[2].plot(t, [r["layer_matched_chance_iou"] for r in at], ls=":", color="tab:green",
                  label="layer-matched chance")
@@ -189,7 +195,8 @@ def figure_baselines(results: dict, path: str) -> list[str]:
     same masks re-initialized. The dashed line is the one-shot baseline."""
     plt = _plt()
     k_max = max((r["k"] for r in results["composition"]), default=1)
-    rows = [r for r in results["composition"] + results["random_baselines"] if r["k"] in (1, k_max)]
+    rows = [r for r in results["composition"] + results["random_baselines"]
+            if r["k"] in (1, k_max) and r["method"] != "dense"]
     cells = sorted({(r["spawn_epoch"], r["target_density"]) for r in results["random_baselines"]},
                    key=lambda c: (c[0], -c[1]))
     fig, axes = plt.subplots(1, len(cells), figsize=(3.6 * len(cells) + 1.5, 3.8), squeeze=False,
@@ -199,7 +206,7 @@ def figure_baselines(results: dict, path: str) -> list[str]:
         at = {r["method"]: r for r in rows if r["spawn_epoch"] == t and r["target_density"] == d}
         ys = np.arange(len(methods))
         acc = [100 * at[m]["test_accuracy_mean"] if m in at else np.nan for m in methods]
-        err = [100 * at[m]["test_accuracy_std"] if m in at else 0 for m in methods]
+        err = [_stderr([at[m]])[0] if m in at else 0 for m in methods]
         colors = ["tab:gray" if m.startswith("random") else "tab:orange" if m.endswith("_reinit")
                   else "tab:blue" for m in methods]
         ax.barh(ys, acc, xerr=err, color=colors, capsize=2)
@@ -211,10 +218,10 @@ def figure_baselines(results: dict, path: str) -> list[str]:
         ax.set_yticks(ys, methods, fontsize=7)
         ax.set_xlim(0, 105)
         ax.set_xlabel("test accuracy (%)")
-        ax.set_title(f"{100 * d:.1f}% density, from epoch {t}", fontsize=9)
+        ax.set_title(f"{100 * d:.1f}% density, from epoch {t}", fontsize=9, pad=12)
     axes[0][0].invert_yaxis()  # shared: once for all panels
     fig.suptitle(f"Baselines (blue: rewound masks, k' = {k_max}; orange: same masks, fresh init; "
-                 "gray: random masks)", fontsize=9)
+                 f"gray: random masks; {_ERROR_BARS})", fontsize=8, y=1.0)
     _save(fig, path)
     return methods
 
@@ -233,8 +240,7 @@ def figure_imp(results: dict, path: str) -> list[str]:
             label = f"parallel IMP, {label}"
         ax.errorbar([100 * r["target_density"] for r in rs],
                     [100 * r["test_accuracy_mean"] for r in rs],
-                    yerr=[100 * r["test_accuracy_std"] for r in rs], color=color, marker=marker,
-                    capsize=3, lw=1, label=label)
+                    yerr=_stderr(rs), color=color, marker=marker, capsize=3, lw=1, label=label)
     ax.set_xscale("log")
     ax.invert_xaxis()
     ticks = sorted({100 * r["target_density"] for r in rows})
@@ -242,11 +248,20 @@ def figure_imp(results: dict, path: str) -> list[str]:
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("density (% kept; IMP level L keeps (1 - rate)^L)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Iterative pruning, rewound to epoch {rows[0]['spawn_epoch']}", fontsize=9)
+    ax.set_title(f"Iterative pruning, rewound to epoch {rows[0]['spawn_epoch']}\n{_ERROR_BARS}",
+                 fontsize=9)
     ax.legend(fontsize=7)
     labels = _legend(ax)
     _save(fig, path)
     return labels
+
+
+_ERROR_BARS = "error bars: standard error over the retraining runs (none: one run)"
+
+
+def _stderr(rows: list[dict]) -> list[float]:
+    """Error bars in points: each row's standard error over its runs (0 for one run)."""
+    return [100 * (r.get("test_accuracy_stderr") or 0) for r in rows]
 
 
 def _network_order(layer: str) -> tuple:

@@ -25,7 +25,7 @@ EXTRA_FIGURES = {"connectivity": "connectivity.png", "random_baselines": "baseli
                  "imp": "imp.png"}
 # results.json sections written as CSV tables (connectivity's table is derived: see report).
 TABLES = ("dense", "consistency", "consistency_layers", "composition", "random_baselines", "imp",
-          "connectivity")
+          "connectivity", "differences")
 
 
 def csv(table: str) -> str:

@@ -34,6 +34,11 @@ from jaxlottery.config import Config
  IMP_DATA) = range(9)
 
 
+class ConfigMismatch(RuntimeError):
+    """The run directory was made by a different configuration (or an earlier version that laid
+    out a stage differently): its files cannot be trusted for this run."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss went NaN or Inf: the run stops, its results are marked failed."""
 
@@ -110,9 +115,12 @@ def write(writer: Callable, path: str, obj: Any) -> None:
 
 def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: jax.Array,
                 bar: Any, *, until: int | None = None, ms: Any = None, evaluate: bool = True,
-                on_epoch: Callable | None = None) -> tuple[train_lib.TrainState, list[dict]]:
+                on_epoch: Callable | None = None,
+                members: int | None = None) -> tuple[train_lib.TrainState, list[dict]]:
     """Train a stack to iteration `until` (default: the end of the schedule), checkpointing
-    every epoch in `<folder>/ckpt` and resuming from its newest checkpoint."""
+    every epoch in `<folder>/ckpt` and resuming from its newest checkpoint. `members`: how many
+    of the stack's networks are real (the rest pad it to a compiled shape); only they count
+    in the images/s of the run's timing."""
     until = ctx.total_steps if until is None else until
     ckpts = checkpoint.Checkpoints(ctx.path(paths.checkpoints(folder)))
     first = int(states.step[0])
@@ -127,11 +135,11 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
     def save(epoch: int, st, record: dict):
         files.fault_point(f"epoch {folder}")
         history.append(record)
+        if on_epoch is not None:  # before the checkpoint: a resume that starts past this epoch
+            on_epoch(epoch, st, record)  # must find what it wrote (the shared stage's W_t)
         step = int(sharding.gather(st.step)[0])
         if (epoch + 1) % ctx.config.checkpoint_every == 0 or step == until:
             ckpts.save(step, st, {"history": history})
-        if on_epoch is not None:
-            on_epoch(epoch, st, record)
 
     t0, step0 = time.perf_counter(), int(states.step[0])
     try:
@@ -150,7 +158,8 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
                                f"no results are reported (see {failed})") from None
     finally:
         ckpts.close()  # waits for the last (asynchronous) checkpoint to be complete
-    images = (until - step0) * ctx.config.batch_size * stacks.size(states)
+    real = stacks.size(states) if members is None else members
+    images = real * ctx.recipe.examples(step0, until, ctx.dataset.x_train.shape[0])
     ctx.images[folder] = ctx.images.get(folder, 0) + images
     ctx.timing[folder] = ctx.timing.get(folder, 0.0) + time.perf_counter() - t0
     return states, history

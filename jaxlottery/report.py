@@ -13,11 +13,16 @@ import os
 import sys
 
 from jaxlottery import figures as figs
-from jaxlottery import paths
+from jaxlottery import paths, verdicts
 from jaxlottery.files import atomic_write_bytes
 from jaxlottery.verdicts import (baselines_verdict, composition_deltas, composition_verdict,
                                  connectivity_table, connectivity_verdict, consistency_verdict,
                                  imp_deltas, imp_verdict, reference_density)
+
+DELTA_COLUMNS = [("spawn_epoch", "t", ""), ("k", "k", ""), ("density", "density", ".4f"),
+                 ("method", "method", ""), ("reference", "minus", ""),
+                 ("delta_points", "difference", "+.2f"), ("ci_low", "95% CI low", "+.2f"),
+                 ("ci_high", "high", "+.2f"), ("runs", "runs", ""), ("verdict", "verdict", "")]
 
 DRAW = {"overlap": figs.figure_overlap, "accuracy": figs.figure_accuracy,
         "layers": figs.figure_layers, "connectivity": figs.figure_connectivity,
@@ -34,9 +39,10 @@ def figures(results: dict) -> list[str]:
 def write(rundir: str, results: dict) -> dict[str, list[str]]:
     """CSV tables, PNG figures and report.md into `rundir`, each written atomically. Returns
     each figure's legend labels, by file name."""
+    computed = {"connectivity": connectivity_table, "differences": verdicts.differences}
     for name in paths.TABLES:
-        rows = connectivity_table(results) if name == "connectivity" else results.get(name)
-        if rows or (name in results and name != "connectivity"):
+        rows = computed[name](results) if name in computed else results.get(name)
+        if rows or (name in results and name not in computed):
             _write_csv(os.path.join(rundir, paths.csv(name)), rows)
     names = {**paths.FIGURES, **paths.EXTRA_FIGURES}
     legends = {}
@@ -59,24 +65,32 @@ def summary(results: dict) -> str:
                      f"{r['layer_matched_chance_iou']:8.3f} {r['iou_with_spawn_mask']:9.3f} "
                      f"{'-' if indep is None else format(indep, '7.3f'):>7s}")
     lines.append("Composition (test accuracy %, retrained from W_t):")
-    lines.append(f"  {'t':>3s} {'density':>8s} {'method':>12s} {'k':>3s} {'acc':>6s} {'std':>5s}")
+    lines.append(f"  {'t':>3s} {'density':>8s} {'method':>19s} {'k':>3s} {'acc':>6s} "
+                 f"{'stderr':>6s} {'runs':>4s}")
     for r in results["composition"] + (results.get("random_baselines") or []):
         lines.append(f"  {r['spawn_epoch']:3d} {100 * r['target_density']:7.1f}% {r['method']:>19s} "
                      f"{r['k']:3d} {100 * r['test_accuracy_mean']:6.2f} "
-                     f"{100 * r['test_accuracy_std']:5.2f}")
+                     f"{_points(r.get('test_accuracy_stderr')):>6s} {r.get('runs', '-'):>4}")
     if results.get("connectivity"):
         lines.append("Mode connectivity (error barrier, points; stable under 2):")
         for r in connectivity_table(results):
             lines.append(f"  t={r['spawn_epoch']:<3d} {r['bn']:>11s} {r['barrier_points']:6.2f} "
-                         f"+- {r['barrier_std']:.2f} over {r['pairs']} pair(s)")
+                         f"stderr {_points(r['barrier_stderr'], 1)} over {r['pairs']} pair(s): "
+                         f"{r['reading']}")
     if results.get("imp"):
         lines.append("IMP (test accuracy %, rewound to epoch "
                      f"{results['imp'][0]['spawn_epoch']}):")
         for r in sorted(results["imp"], key=lambda r: (r["level"], r["chain"])):
             lines.append(f"  level {r['level']:2d} {100 * r['target_density']:6.1f}% "
                          f"{r['chain']:>12s} {100 * r['test_accuracy_mean']:6.2f} "
-                         f"{100 * r['test_accuracy_std']:5.2f}")
+                         f"stderr {_points(r.get('test_accuracy_stderr'))} "
+                         f"({r.get('runs', '-')} run(s))")
     return "\n".join(lines)
+
+
+def _points(fraction: float | None, scale: float = 100) -> str:
+    """A spread in points ("-" where one run leaves it undefined)."""
+    return "-" if fraction is None else f"{scale * fraction:.2f}"
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
@@ -106,7 +120,8 @@ def markdown(results: dict) -> str:
            "## Dense accuracy\n",
            _table([dict(r, who=r.get("control") or f"siblings spawned at epoch {r['spawn_epoch']}")
                    for r in results["dense"]],
-                  [("who", "networks", ""), ("mean", "test accuracy", ".4f"), ("std", "std", ".4f")]),
+                  [("who", "networks", ""), ("mean", "test accuracy", ".4f"),
+                   ("std", "std (ddof=1)", ".4f"), ("stderr", "stderr", ".4f"), ("runs", "runs", "")]),
            "\n## Claim 1: consistency\n",
            "Siblings spawned later share more of their masks; at t = 0 they should overlap "
            "barely more than chance. Pairwise IoU over all sibling pairs:\n",
@@ -120,18 +135,20 @@ def markdown(results: dict) -> str:
            f"\n![overlap]({paths.FIGURES['overlap']})\n\n![layers]({paths.FIGURES['layers']})\n",
            "\n## Claim 2: composability\n",
            "Union and intersection of the first k siblings' masks at matched density, retrained "
-           "from W_t, against one-shot magnitude pruning of single siblings (baseline):\n",
+           "from W_t, against one-shot magnitude pruning of single siblings (baseline) and the "
+           f"unpruned network (dense), each retrained with {cfg.get('retrain_seeds', 1)} data "
+           "order(s), order r shared by every mask. `runs`: the retraining runs a row averages "
+           "(the baseline: siblings x orders):\n",
            _table(results["composition"],
                   [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
                    ("target_density", "target", ".4f"), ("achieved_density", "achieved", ".4f"),
                    ("sibling_density", "per-sibling", ".4f"),
                    ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
-                   ("n", "n", "")]),
-           "\nDifferences to the baseline (accuracy points):\n",
-           _table(composition_deltas(results),
-                  [("spawn_epoch", "t", ""), ("k", "k", ""), ("density", "density", ".4f"),
-                   ("method", "method", ""), ("delta_points", "minus baseline", "+.2f"),
-                   ("baseline_std_points", "baseline std", ".2f"), ("within_noise", "within noise", "")]),
+                   ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
+           "\nPaired differences to the baseline and to the dense control (accuracy points, "
+           "95% intervals):\n",
+           _table(composition_deltas(results) + composition_deltas(results, reference="dense"),
+                  DELTA_COLUMNS),
            f"\n**Verdict:** {composition_verdict(results)}\n",
            f"\n![accuracy]({paths.FIGURES['accuracy']})\n"]
     out += _beyond_the_paper(results)
@@ -150,7 +167,8 @@ def _beyond_the_paper(results: dict) -> list[str]:
                 _table(connectivity_table(results),
                        [("spawn_epoch", "t", ""), ("bn", "BN statistics", ""),
                         ("barrier_points", "barrier (points)", ".2f"), ("barrier_std", "std", ".2f"),
-                        ("pairs", "pairs", ""), ("stable", "stable", ""),
+                        ("ci_low", "95% CI low", ".2f"), ("ci_high", "high", ".2f"),
+                        ("pairs", "pairs", ""), ("reading", "reading", ""),
                         ("iou_mean", "mask IoU", ".3f"), ("iou_excess", "IoU - matched chance", "+.3f")]),
                 f"\n**Reading:** {connectivity_verdict(results)}\n",
                 f"\n![connectivity]({paths.EXTRA_FIGURES['connectivity']})\n"]
@@ -164,12 +182,9 @@ def _beyond_the_paper(results: dict) -> list[str]:
                        [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
                         ("target_density", "density", ".4f"),
                         ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
-                        ("n", "n", "")]),
-                "\nDifferences to the one-shot baseline (accuracy points):\n",
-                _table(composition_deltas(results, "random_baselines"),
-                       [("spawn_epoch", "t", ""), ("density", "density", ".4f"),
-                        ("method", "method", ""), ("delta_points", "minus baseline", "+.2f"),
-                        ("within_noise", "within noise", "")]),
+                        ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
+                "\nPaired differences to the one-shot baseline (accuracy points, 95% intervals):\n",
+                _table(composition_deltas(results, "random_baselines"), DELTA_COLUMNS),
                 f"\n**Reading:** {baselines_verdict(results)}\n",
                 f"\n![baselines]({paths.EXTRA_FIGURES['random_baselines']})\n"]
     if results.get("imp"):
@@ -183,11 +198,13 @@ def _beyond_the_paper(results: dict) -> list[str]:
                 _table(sorted(results["imp"], key=lambda r: (r["level"], r["chain"])),
                        [("level", "level", ""), ("target_density", "density", ".4f"),
                         ("chain", "chain", ""), ("test_accuracy_mean", "test acc", ".4f"),
-                        ("test_accuracy_std", "std", ".4f"), ("n", "n", "")]),
-                "\nDifferences to single-network IMP (accuracy points):\n",
+                        ("test_accuracy_std", "std", ".4f"), ("runs", "runs", "")]),
+                "\nDifferences to single-network IMP (accuracy points, 95% intervals):\n",
                 _table(imp_deltas(results),
                        [("level", "level", ""), ("density", "density", ".4f"), ("chain", "chain", ""),
-                        ("delta_points", "minus IMP", "+.2f")]),
+                        ("delta_points", "minus IMP", "+.2f"), ("ci_low", "95% CI low", "+.2f"),
+                        ("ci_high", "high", "+.2f"), ("verdict", "verdict", ""),
+                        ("noise", "noise from", "")]),
                 f"\n**Reading:** {imp_verdict(results)}\n",
                 f"\n![imp]({paths.EXTRA_FIGURES['imp']})\n"]
     return out
@@ -204,11 +221,16 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Redraw a run's tables, figures and report from its results.json."""
-    from jaxlottery.checkpoint import read_json
+    """Redraw a run's tables, figures and report from its results.json, and record there the
+    verdicts of the current rule (`results.judged`)."""
+    from jaxlottery.checkpoint import read_json, write_json
+    from jaxlottery.results import judged
 
     rundir = (argv or sys.argv[1:])[0]
-    write(rundir, read_json(os.path.join(rundir, paths.RESULTS)))
+    path = os.path.join(rundir, paths.RESULTS)
+    results = judged(read_json(path))
+    write_json(path, results)
+    write(rundir, results)
     print(os.path.join(rundir, paths.REPORT))
 
 

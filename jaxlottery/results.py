@@ -10,8 +10,10 @@ import jax
 import numpy as np
 
 import jaxlottery
+from jaxlottery import verdicts
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
+from jaxlottery.statistics import spread
 
 
 def assemble(ctx: Context, out: dict) -> dict:
@@ -23,19 +25,17 @@ def assemble(ctx: Context, out: dict) -> dict:
     dense = []
     for t, s in sibs.items():
         acc = s["history"][-1]["test_accuracy"] if s["history"] else None
-        dense.append({"spawn_epoch": t, "test_accuracy": acc,
-                      "mean": float(np.mean(acc)) if acc else None,
-                      "std": float(np.std(acc)) if acc else None})
+        dense.append({"spawn_epoch": t, "test_accuracy": acc, **_spread(acc or [])})
     if indep is not None and indep["history"]:
         acc = indep["history"][-1]["test_accuracy"]
         dense.append({"spawn_epoch": None, "control": "independent_inits", "test_accuracy": acc,
-                      "mean": float(np.mean(acc)), "std": float(np.std(acc))})
+                      **_spread(acc)})
     retrained_rows = _grouped([e for es in retrained.values() for e in es],
                               ("spawn_epoch", "method", "k", "target_density"))
     extra = set(cfg.random_baseline_methods())
     images = sum(ctx.images.values())
     seconds = sum(ctx.timing.values())
-    return {
+    results = {
         "config": cfg.to_dict(),
         "run_id": cfg.run_id(),
         "dataset": {"name": ctx.dataset.name, "synthetic": ctx.dataset.synthetic,
@@ -59,10 +59,27 @@ def assemble(ctx: Context, out: dict) -> dict:
                    "device": jax.devices()[0].device_kind},
         "environment": environment(),
     }
+    return judged(results)
+
+
+def judged(results: dict) -> dict:
+    """`results` with its verdicts recorded: `differences` (every judged difference with its
+    interval, runs and noise source) and `readings` (the computed sentences). The report
+    recomputes both from the tables, so a results.json judged by an older rule is redrawn by
+    the current one (`python -m jaxlottery.report RUN_DIR`)."""
+    return dict(results, differences=verdicts.differences(results),
+                readings=verdicts.readings(results))
+
+
+def _spread(acc: list[float]) -> dict:
+    """mean, std (ddof=1), stderr and runs of a list of accuracies (None where undefined)."""
+    s = spread(acc)
+    return {"mean": s["mean"], "std": s["std"], "stderr": s["stderr"], "runs": s["runs"]}
 
 
 def _grouped(entries: list[dict], by: tuple[str, ...]) -> list[dict]:
-    """Mean and std of test accuracy (and mean densities) over entries sharing the `by` fields."""
+    """Test accuracy over the runs sharing the `by` fields: mean, std (ddof=1), stderr and
+    `runs` (std and stderr None for one run); and the mean densities."""
     groups: dict = {}
     for e in entries:
         groups.setdefault(tuple(e[f] for f in by), []).append(e)
@@ -76,8 +93,9 @@ def _grouped(entries: list[dict], by: tuple[str, ...]) -> list[dict]:
         row["achieved_density"] = float(np.mean([e["achieved_density"] for e in es]))
         if "sibling_density" in es[0]:
             row["sibling_density"] = float(np.mean([e["sibling_density"] for e in es]))
-        row.update(test_accuracy_mean=float(np.mean(accs)), test_accuracy_std=float(np.std(accs)),
-                   n=len(accs))
+        s = spread(accs)
+        row.update(test_accuracy_mean=s["mean"], test_accuracy_std=s["std"],
+                   test_accuracy_stderr=s["stderr"], runs=s["runs"])
         rows.append(row)
     return rows
 
@@ -89,11 +107,14 @@ def _imp_dense(cfg: Config, sibs: dict) -> list[dict]:
     if not hist:
         return []
     acc = hist[-1]["test_accuracy"]
-    return [{"chain": chain, "level": 0, "target_density": 1.0, "achieved_density": 1.0,
-             "spawn_epoch": t, "test_accuracy_mean": float(np.mean(acc[:n])),
-             "test_accuracy_std": float(np.std(acc[:n])), "n": n}
-            for chain in cfg.imp_chains()
-            for n in [1 if chain in ("imp", "oneshot") else cfg.imp_siblings()]]
+    rows = []
+    for chain in cfg.imp_chains():
+        s = spread(acc[:1 if chain in ("imp", "oneshot") else cfg.imp_siblings()])
+        rows.append({"chain": chain, "level": 0, "target_density": 1.0, "achieved_density": 1.0,
+                     "spawn_epoch": t, "test_accuracy_mean": s["mean"],
+                     "test_accuracy_std": s["std"], "test_accuracy_stderr": s["stderr"],
+                     "runs": s["runs"]})
+    return rows
 
 
 def environment() -> dict:

@@ -13,30 +13,43 @@ import numpy as np
 
 from jaxlottery import checkpoint, imp, masks, models, paths, siblings, stacks
 from jaxlottery import train as train_lib
-from jaxlottery.pipeline import (IMP_DATA, REINIT, RETRAIN_DATA, Context, done, train_stage,
-                                 write)
+from jaxlottery.pipeline import (IMP_DATA, REINIT, RETRAIN_DATA, ConfigMismatch, Context, done,
+                                 train_stage, write)
 
 
 def retrain(ctx: Context, out: dict) -> dict[int, list[dict]]:
-    """Every mask of the composition stage retrained from W_t (the re-initialized baselines
-    from the fresh init REINIT -> t), all on one data order (RETRAIN_DATA -> t: a paired
-    comparison), per retraining spawn point t: the masks' metadata with their test accuracy."""
+    """Every mask of the composition stage, and a dense control (the unpruned network), retrained
+    from W_t (the re-initialized baselines from the fresh init REINIT -> t) with `retrain_seeds`
+    data orders, per retraining spawn point t. Seed r is one order for every mask (RETRAIN_DATA
+    -> t for r = 0, RETRAIN_DATA -> t -> r after), so every comparison is paired. Returns, per
+    t, one row per (mask, seed): the mask's metadata, `seed` and the test accuracy."""
     cfg = ctx.config
     retrained = {}
     for t in cfg.retrain_spawn_epochs:
-        spawn_vars, entries = out["shared"][t], out["composition"][t]["entries"]
+        spawn_vars = out["shared"][t]
+        entries = out["composition"][t]["entries"] + [DENSE_CONTROL]
         stack = masks.load(out["composition"][t]["masks"], like=spawn_vars["params"])
+        stack = stacks.stack(stacks.unstack(stack) + [masks.ones_like(spawn_vars["params"])])
         fresh = None
         if any(e.get("reinit") for e in entries):
             fresh = models.init(ctx.key(REINIT, t), cfg.model_depth, cfg.model_width,
                                 ctx.dataset.num_classes, ctx.dataset.image_shape)
-        outcome = train_masks(ctx, paths.retraining(t), t, spawn_vars, stack,
-                              [ctx.key(RETRAIN_DATA, t)] * len(entries),
+        n, seeds = len(entries), range(cfg.retrain_seeds)
+        keys = [ctx.key(RETRAIN_DATA, t, *([r] if r else [])) for r in seeds for _ in entries]
+        outcome = train_masks(ctx, paths.retraining(t), t, spawn_vars,
+                              stacks.take(stack, [i for _ in seeds for i in range(n)]), keys,
                               ("retrain", f"retraining masks from epoch {t}"), fresh=fresh,
-                              reinit=[bool(e.get("reinit")) for e in entries])
-        retrained[t] = [dict(e, spawn_epoch=t, test_accuracy=acc)
-                        for e, acc in zip(entries, outcome["test_accuracy"])]
+                              reinit=[bool(e.get("reinit")) for _ in seeds for e in entries])
+        accuracy = outcome["test_accuracy"]
+        retrained[t] = [dict(e, spawn_epoch=t, seed=r, test_accuracy=accuracy[r * n + i])
+                        for r in seeds for i, e in enumerate(entries)]
     return retrained
+
+
+# The dense control: the unpruned network, rewound to W_t and retrained on the masks' data
+# orders, so "composed vs dense" is a paired comparison too.
+DENSE_CONTROL = {"reinit": False, "method": "dense", "k": 1, "sibling_density": 1.0,
+                 "target_density": 1.0, "achieved_density": 1.0}
 
 
 def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
@@ -115,18 +128,25 @@ def train_masks(ctx: Context, folder: str, t: int, spawn_vars: dict, stack: Any,
     n_chunks = -(-n // chunk)
     done_paths = [ctx.path(paths.chunk(folder, c, ".json")) for c in range(n_chunks)]
     param_paths = [ctx.path(paths.chunk(folder, c, ".npz")) for c in range(n_chunks)]
+    planned = [list(range(c * chunk, min((c + 1) * chunk, n))) for c in range(n_chunks)]
     remaining = [c for c in range(n_chunks)
                  if not (done(ctx, done_paths[c]) and (not keep_params or done(ctx, param_paths[c])))]
+    for c in set(range(n_chunks)) - set(remaining):
+        res = checkpoint.read_json(done_paths[c])
+        if not isinstance(res, dict) or res.get("ids") != planned[c]:
+            raise ConfigMismatch(f"{done_paths[c]} holds other networks than this run plans for "
+                                 f"chunk {c}; use another --workdir, or delete {ctx.path(folder)}")
     bar = ctx.bar(*progress, len(remaining) * (ctx.total_steps - t * ctx.spe))
     for c in remaining:
-        ids = list(range(c * chunk, min((c + 1) * chunk, n)))
+        ids = planned[c]
         padded = np.asarray(ids + [ids[-1]] * (chunk - len(ids)))  # one shape: one compile
         states = siblings.spawn(spawn_vars, chunk, ctx.recipe, step=t * ctx.spe)
         if reinit is not None and any(reinit[i] for i in padded):
             states = _start_fresh(states, fresh, np.asarray([reinit[i] for i in padded]))
         states, history = train_stage(ctx, paths.chunk(folder, c), states,
                                       jnp.stack([keys[i] for i in padded]), bar,
-                                      ms=stacks.take(stack, padded), evaluate=False)
+                                      ms=stacks.take(stack, padded), evaluate=False,
+                                      members=len(ids))
         final = siblings.evaluate_stack(states, ctx.data, ctx.model, cfg.eval_batch, **ctx.how)
         if keep_params:
             write(checkpoint.save_arrays, param_paths[c], stacks.first(states.params, len(ids)))
@@ -158,7 +178,12 @@ def plan_chunk(ctx: Context, folder: str, n: int) -> int:
         plan = checkpoint.read_json(plan_path)
         if isinstance(plan, dict) and plan.get("members") == n and isinstance(plan.get("chunk"), int):
             return plan["chunk"]
-        ctx.log(f"{plan_path} does not describe {n} members; planning again")
+        if isinstance(plan, dict) and isinstance(plan.get("members"), int):
+            raise ConfigMismatch(
+                f"{plan_path}: this folder was laid out for {plan['members']} networks (by an "
+                f"earlier version, or another configuration), this run trains {n}; its chunks "
+                f"cannot be reused. Use another --workdir, or delete {ctx.path(folder)}")
+        ctx.log(f"{plan_path} is not a plan; planning again")
     if (os.path.exists(ctx.path(paths.chunk(folder, 0)))
             or done(ctx, ctx.path(paths.chunk(folder, 0, ".json")))):
         chunk = min(cfg.retrain_chunk or cfg.k, n)  # started before plans were written: k

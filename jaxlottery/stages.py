@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlottery import checkpoint, connectivity, masks, models, paths, report, results
-from jaxlottery import retraining, siblings, stacks
+from jaxlottery import retraining, siblings, stacks, statistics
 from jaxlottery import train as train_lib
 from jaxlottery.pipeline import (INDEPENDENT, INIT, RANDOM_MASKS, SHARED_DATA, SIBLING_DATA,
                                  Context, done, train_stage, write)
@@ -145,7 +145,7 @@ def consistency(ctx: Context, out: dict) -> dict:
             achieved = float(np.mean(np.asarray(masks.density(stack, stacked=True))))
             rows.append({
                 "spawn_epoch": t, "density": d, "achieved_density": achieved,
-                "iou_mean": float(np.mean(ious)), "iou_std": float(np.std(ious)),
+                "iou_mean": float(np.mean(ious)), "iou_std": statistics.spread(ious)["std"],
                 "chance_iou": float(masks.chance_iou(achieved, achieved)),
                 "layer_matched_chance_iou": float(np.mean(matched)),
                 "overlap_mean": float(np.mean(overlaps)),

@@ -67,6 +67,14 @@ class Recipe:
     def total_steps(self, n_train: int) -> int:
         return self.epochs * self.steps_per_epoch(n_train)
 
+    def examples(self, start: int, stop: int, n_train: int) -> int:
+        """Training examples one network sees in iterations [start, stop): full batches, and
+        the partial last batch of an epoch counted as what it holds."""
+        spe = self.steps_per_epoch(n_train)
+        last = n_train - (spe - 1) * self.batch_size
+        partials = sum(1 for s in range(start, stop) if s % spe == spe - 1)
+        return (stop - start - partials) * self.batch_size + partials * last
+
     def lr_boundaries(self, n_train: int) -> tuple[int, ...]:
         """Iterations at which the learning rate drops (31,280 and 46,920 for CIFAR-10)."""
         return tuple(e * self.steps_per_epoch(n_train) for e in self.lr_drop_epochs)

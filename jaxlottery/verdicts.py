@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxlottery import statistics
 from jaxlottery.masks import COMPOSITIONS
 
 
@@ -26,13 +27,14 @@ def consistency_verdict(results: dict) -> str:
     at = sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"])
     first, last = at[0], at[-1]
     excess = lambda r: r["iou_mean"] - r["layer_matched_chance_iou"]  # noqa: E731
-    line = (f"At density {100 * d:.1f}%: sibling IoU {first['iou_mean']:.3f} +- "
-            f"{first['iou_std']:.3f} when spawned at epoch {first['spawn_epoch']} and "
-            f"{last['iou_mean']:.3f} +- {last['iou_std']:.3f} at epoch {last['spawn_epoch']}; "
+    pm = lambda r: "" if r["iou_std"] is None else f" +- {r['iou_std']:.3f}"  # noqa: E731
+    line = (f"At density {100 * d:.1f}%: sibling IoU {first['iou_mean']:.3f}{pm(first)} (std "
+            f"over {first.get('pairs', '?')} pairs) when spawned at epoch {first['spawn_epoch']} "
+            f"and {last['iou_mean']:.3f}{pm(last)} at epoch {last['spawn_epoch']}; "
             f"naive chance {first['chance_iou']:.3f}, layer-matched chance "
             f"{first['layer_matched_chance_iou']:.3f}. Excess over layer-matched chance: "
             f"{excess(first):+.3f} -> {excess(last):+.3f}")
-    rises = excess(last) - excess(first) > 2 * max(first["iou_std"], last["iou_std"], 1e-3)
+    rises = excess(last) - excess(first) > 2 * max(first["iou_std"] or 0, last["iou_std"] or 0, 1e-3)
     line += (" (rises with the spawn point)." if rises else " (no clear rise with the spawn point).")
     if first["iou_with_spawn_mask"] >= first["iou_mean"] - 0.02:
         line += (f" Caution: siblings spawned at epoch {first['spawn_epoch']} agree with the spawn "
@@ -41,24 +43,93 @@ def consistency_verdict(results: dict) -> str:
     return line
 
 
-def composition_deltas(results: dict, section: str = "composition") -> list[dict]:
+def dense_noise(results: dict, t: int | None) -> tuple[float | None, int, int]:
+    """The spread of single retraining runs as the dense siblings spawned at epoch t measure it
+    (std with ddof=1, points), its degrees of freedom and the sibling count: the noise estimate
+    of readings that have one run per mask."""
+    row = next((r for r in results.get("dense") or [] if r.get("spawn_epoch") == t), None)
+    if row is None or row.get("std") is None:
+        return None, 0, 0
+    runs = row.get("runs") or len(row.get("test_accuracy") or [])
+    return 100 * row["std"], runs - 1, runs
+
+
+def _runs_by_seed(results: dict) -> dict:
+    """Test accuracies in points by (spawn epoch, method, k, density) then seed, from the
+    retrained masks (the hand-built or older results without them: one run per cell, its
+    mean)."""
+    runs: dict = {}
+    for e in results.get("retrained_masks") or []:
+        cell = (e["spawn_epoch"], e["method"], e["k"], e["target_density"])
+        runs.setdefault(cell, {}).setdefault(e.get("seed", 0), []).append(100 * e["test_accuracy"])
+    for r in (results.get("composition") or []) + (results.get("random_baselines") or []):
+        cell = (r["spawn_epoch"], r["method"], r["k"], r["target_density"])
+        runs.setdefault(cell, {0: [100 * r["test_accuracy_mean"]]})
+    return runs
+
+
+def composition_deltas(results: dict, section: str = "composition",
+                       reference: str = "baseline") -> list[dict]:
     """For each (spawn epoch, k, density, method) of `section` (composition or
-    random_baselines): accuracy minus the one-shot baseline's."""
-    rows = results.get(section) or []
-    base = {(r["spawn_epoch"], r["target_density"]): r for r in results["composition"]
-            if r["method"] == "baseline"}
-    out = []
+    random_baselines): accuracy minus the reference's (the one-shot `baseline` at the same
+    density, or the `dense` control), in points, judged by `statistics.judge`.
+
+    Seed r of every mask shares one data order, so each cell has R paired differences (mask at
+    seed r minus the reference's mean at seed r). With R >= 2 their noise is the spread of the
+    paired differences pooled over the section's cells of that spawn epoch and density (sparser
+    masks retrain more noisily, so densities are not pooled together); with R = 1 it is the
+    dense siblings' spread, sqrt(1 + 1/B) times for a reference averaging B runs."""
+    rows = [r for r in results.get(section) or [] if r["method"] not in ("baseline", "dense")]
+    runs = _runs_by_seed(results)
+    cells = []
     for r in rows:
-        b = base.get((r["spawn_epoch"], r["target_density"]))
-        if r["method"] == "baseline" or b is None:
+        t, d = r["spawn_epoch"], r["target_density"]
+        ref = (runs.get((t, "dense", 1, 1.0)) if reference == "dense" else
+               next((v for (tt, m, _, dd), v in runs.items()
+                     if (tt, m, dd) == (t, "baseline", d)), None))
+        mine = runs[(t, r["method"], r["k"], d)]
+        seeds = sorted(set(mine) & set(ref or {}))
+        if not seeds:
             continue
-        noise = b["test_accuracy_std"] if b["n"] > 1 else None
-        delta = 100 * (r["test_accuracy_mean"] - b["test_accuracy_mean"])
-        out.append({"spawn_epoch": r["spawn_epoch"], "k": r["k"], "density": r["target_density"],
-                    "method": r["method"], "delta_points": delta,
-                    "baseline_std_points": None if noise is None else 100 * noise,
-                    "within_noise": None if noise is None else abs(delta) <= max(2 * 100 * noise, 0.5)})
+        diffs = [float(np.mean(mine[s]) - np.mean(ref[s])) for s in seeds]
+        cells.append((r, diffs, len(ref[seeds[0]])))
+    out = []
+    for r, diffs, ref_runs in cells:
+        t, seeds = r["spawn_epoch"], len(diffs)
+        if seeds > 1:
+            alike = [c[1] for c in cells if (c[0]["spawn_epoch"], c[0]["target_density"])
+                     == (t, r["target_density"])]
+            sd, df = statistics.pooled_std(alike)
+            noise = (f"paired differences over {seeds} data orders, spread pooled over the "
+                     f"{len(alike)} cells of density {100 * r['target_density']:.1f}%")
+            se = None if sd is None else sd / np.sqrt(seeds)
+        else:
+            sd, df, k = dense_noise(results, t)
+            noise = (f"one run per mask: the spread of the {k} dense siblings spawned at epoch "
+                     f"{t}, not measured retraining noise")
+            se = None if sd is None else sd * np.sqrt(1 + 1 / ref_runs)
+        j = statistics.judge(float(np.mean(diffs)), se, df or None, seeds, noise)
+        out.append({"spawn_epoch": t, "k": r["k"], "density": r["target_density"],
+                    "method": r["method"], "reference": reference,
+                    "delta_points": j["difference"], "stderr_points": j["stderr"],
+                    "ci_low": j["interval"] and j["interval"][0],
+                    "ci_high": j["interval"] and j["interval"][1], "runs": seeds, "df": j["df"],
+                    "verdict": j["verdict"], "noise": noise})
     return out
+
+
+def _count_verdicts(ds: list[dict]) -> str:
+    counts = {v: sum(x["verdict"] == v for x in ds) for v in dict.fromkeys(x["verdict"] for x in ds)}
+    return ", ".join(f"{v} in {n}" for v, n in counts.items())
+
+
+def differences(results: dict) -> list[dict]:
+    """Every judged difference (differences.csv): composed and random masks minus the one-shot
+    baseline and minus the dense control, with interval, runs, verdict and noise source; then
+    the IMP chains minus single-network IMP."""
+    return (composition_deltas(results) + composition_deltas(results, reference="dense")
+            + composition_deltas(results, "random_baselines")
+            + [dict(d, method=d["chain"], reference="imp") for d in imp_deltas(results)])
 
 
 def composition_verdict(results: dict) -> str:
@@ -66,21 +137,35 @@ def composition_verdict(results: dict) -> str:
     if not deltas:
         return "No composed masks were retrained."
     parts = []
-    for method in methods_in(deltas):
-        ds = [x for x in deltas if x["method"] == method]
-        within = [x["within_noise"] for x in ds if x["within_noise"] is not None]
-        mean = float(np.mean([x["delta_points"] for x in ds]))
-        worst = min(ds, key=lambda x: x["delta_points"])
-        parts.append(f"{method} - baseline: mean {mean:+.2f} points over {len(ds)} (k, density) "
-                     f"cells, worst {worst['delta_points']:+.2f} (k={worst['k']}, "
-                     f"{100 * worst['density']:.1f}%); within 2 baseline std in "
-                     f"{sum(within)}/{len(within)}")
-    return "; ".join(parts) + "."
+    everything = deltas + composition_deltas(results, reference="dense")
+    for reference in ("baseline", "dense"):
+        these = [x for x in everything if x["reference"] == reference]
+        for method in methods_in(these):
+            ds = [x for x in these if x["method"] == method]
+            mean = float(np.mean([x["delta_points"] for x in ds]))
+            worst = min(ds, key=lambda x: x["delta_points"])
+            ci = ("" if worst["ci_low"] is None else
+                  f", 95% CI {worst['ci_low']:+.2f}..{worst['ci_high']:+.2f}")
+            parts.append(f"{method} - {reference}: mean {mean:+.2f} points over {len(ds)} "
+                         f"(k, density) cells ({_count_verdicts(ds)}); lowest "
+                         f"{worst['delta_points']:+.2f} (k={worst['k']}, "
+                         f"{100 * worst['density']:.1f}%{ci})")
+    noise = dict.fromkeys(x["noise"] for x in everything)
+    return ("; ".join(parts) + f". Each cell is judged by its 95% interval: an effect excludes "
+            f"0, no difference lies within +-{statistics.MARGIN_POINTS:g} points. Noise: "
+            + "; ".join(noise) + ".")
+
+
+# A pair of networks is linearly mode connected when its error barrier is under 2 points
+# (Frankle et al. 2020).
+STABLE_POINTS = 2.0
 
 
 def connectivity_table(results: dict) -> list[dict]:
-    """Barrier per (spawn epoch, BN mode): mean and std over sibling pairs, in points, beside
-    the sibling mask IoU (and its excess over layer-matched chance) at the reference density."""
+    """Barrier per (spawn epoch, BN mode): mean, std (ddof=1), stderr and 95% interval over
+    sibling pairs, in points, read against the 2-point stability threshold (stable: the whole
+    interval below it), beside the sibling mask IoU (and its excess over layer-matched chance)
+    at the reference density. `stable` is the mean alone under 2 points."""
     rows = results.get("connectivity") or []
     cons = results["consistency"]
     d = reference_density(sorted({r["density"] for r in cons}))
@@ -92,9 +177,16 @@ def connectivity_table(results: dict) -> list[dict]:
             if not bs:
                 continue
             c = iou.get(t, {})
-            out.append({"spawn_epoch": t, "bn": bn, "barrier_points": float(np.mean(bs)),
-                        "barrier_std": float(np.std(bs)), "pairs": len(bs),
-                        "stable": bool(np.mean(bs) < 2.0), "density": d,
+            s = statistics.spread(bs)
+            ci = statistics.interval(s["mean"], s["stderr"], len(bs) - 1)
+            out.append({"spawn_epoch": t, "bn": bn, "barrier_points": s["mean"],
+                        "barrier_std": s["std"], "barrier_stderr": s["stderr"],
+                        "ci_low": ci and ci[0], "ci_high": ci and ci[1], "pairs": len(bs),
+                        "stable": bool(s["mean"] < STABLE_POINTS),
+                        "reading": {"below": "stable", "above": "unstable"}.get(
+                            statistics.against(s["mean"], s["stderr"], len(bs) - 1,
+                                               STABLE_POINTS), "inconclusive" if ci else
+                            "one pair: no interval"), "density": d,
                         "iou_mean": c.get("iou_mean"),
                         "iou_excess": (c["iou_mean"] - c["layer_matched_chance_iou"]) if c else None})
     return out
@@ -109,20 +201,31 @@ def connectivity_verdict(results: dict) -> str:
         rs = sorted((r for r in table if r["bn"] == bn), key=lambda r: r["spawn_epoch"])
         first, last = rs[0], rs[-1]
         stable_from = next((r["spawn_epoch"] for r in rs if r["stable"]), None)
+        sure = [r["spawn_epoch"] for r in rs if r["reading"] == "stable"]
         parts.append(f"BN {bn}: barrier {first['barrier_points']:.1f} -> "
                      f"{last['barrier_points']:.1f} points from epoch {first['spawn_epoch']} to "
                      f"{last['spawn_epoch']} ("
                      + (f"stable, under 2 points, from epoch {stable_from}" if stable_from is not None
-                        else "never under 2 points") + ")")
+                        else "never under 2 points") + "; "
+                     + (f"95% interval under 2 points at epoch(s) {', '.join(map(str, sure))}"
+                        if sure else "under 2 points by its 95% interval at no epoch")
+                     + f"; {first['pairs']} pair(s) per epoch)")
     rs = sorted((r for r in table if r["bn"] == table[0]["bn"]), key=lambda r: r["spawn_epoch"])
-    if len(rs) > 1 and rs[0]["iou_mean"] is not None:
+    if len(rs) > 1 and all(r["iou_excess"] is not None for r in rs):
         b = [r["barrier_points"] for r in rs]
         x = [r["iou_excess"] for r in rs]
-        together = np.corrcoef(b, x)[0, 1] if np.std(b) > 0 and np.std(x) > 0 else float("nan")
-        word = ("fall as mask consistency rises" if together < -0.5 else
-                "rise with mask consistency" if together > 0.5 else "move independently of mask consistency")
-        parts.append(f"across spawn points the barriers {word} (correlation {together:+.2f} with "
-                     f"the IoU excess over layer-matched chance at {100 * rs[0]['density']:.1f}%)")
+        if len(rs) < 3 or np.std(b) == 0 or np.std(x) == 0:
+            parts.append(f"a correlation of barriers with mask consistency is not computable "
+                         f"from {len(rs)} spawn points" + (" (one of them does not vary)"
+                                                           if len(rs) >= 3 else " (needs 3)"))
+        else:
+            together = np.corrcoef(b, x)[0, 1]
+            word = ("fall as mask consistency rises" if together < -0.5 else
+                    "rise with mask consistency" if together > 0.5 else
+                    "move independently of mask consistency")
+            parts.append(f"across {len(rs)} spawn points the barriers {word} (correlation "
+                         f"{together:+.2f} with the IoU excess over layer-matched chance at "
+                         f"{100 * rs[0]['density']:.1f}%; {len(rs)} points: suggestive, not a test)")
     return "; ".join(parts) + "."
 
 
@@ -135,21 +238,50 @@ def baselines_verdict(results: dict) -> str:
         parts.append(f"{method} " + ", ".join(
             f"{x['delta_points']:+.2f} at {100 * x['density']:.1f}%"
             for x in sorted((x for x in deltas if x["method"] == method), key=lambda x: -x["density"])))
-    below = [x for x in deltas if x["delta_points"] < 0 and x["within_noise"] is False]
+    below = [x for x in deltas if x["delta_points"] < 0 and x["verdict"] == "effect"]
     line = ("Accuracy minus the rewound one-shot mask, points: " + "; ".join(parts) + ". "
-            f"{len(below)} of {len(deltas)} cells fall below it by more than its noise")
+            f"{len(below)} of {len(deltas)} cells fall below it (95% interval under 0; noise: "
+            + "; ".join(dict.fromkeys(x["noise"] for x in deltas)) + ")")
     if len(below) == len(deltas):
         line += ": both the magnitude mask and the rewound weights matter here"
     return line + "."
 
 
 def imp_deltas(results: dict) -> list[dict]:
-    """Each chain's accuracy minus single-network IMP's, level by level (levels >= 1)."""
+    """Each chain's accuracy minus single-network IMP's, level by level (levels >= 1), in
+    points, judged by `statistics.judge`. The chains train different networks (unpaired): the
+    variance of each mean is its runs' spread over its run count, where a chain with one run
+    takes the dense siblings' spread at the rewind epoch; df is the smallest of those used."""
     rows = [r for r in results.get("imp") or [] if r["level"] > 0]
     ref = {r["level"]: r for r in rows if r["chain"] == "imp"}
-    return [{"chain": r["chain"], "level": r["level"], "density": r["target_density"],
-             "delta_points": 100 * (r["test_accuracy_mean"] - ref[r["level"]]["test_accuracy_mean"])}
-            for r in rows if r["chain"] != "imp" and r["level"] in ref]
+    out = []
+    for r in rows:
+        if r["chain"] == "imp" or r["level"] not in ref:
+            continue
+        sd_dense, df_dense, k = dense_noise(results, r.get("spawn_epoch"))
+        var, dfs, sources = 0.0, [], []
+        for g in (r, ref[r["level"]]):
+            runs = g.get("runs", 1)
+            if runs > 1 and g.get("test_accuracy_std") is not None:
+                var += (100 * g["test_accuracy_std"]) ** 2 / runs
+                dfs.append(runs - 1)
+                sources.append(f"{g['chain']}: its {runs} runs")
+            elif sd_dense is not None:
+                var += sd_dense**2 / runs
+                dfs.append(df_dense)
+                sources.append(f"{g['chain']}: one run, the {k} dense siblings' spread")
+            else:
+                var = float("nan")
+        se = float(np.sqrt(var)) if np.isfinite(var) else None
+        j = statistics.judge(100 * (r["test_accuracy_mean"] - ref[r["level"]]["test_accuracy_mean"]),
+                             se, min(dfs) if dfs and se is not None else None, r.get("runs", 1),
+                             "; ".join(sources) or "none")
+        out.append({"chain": r["chain"], "level": r["level"], "density": r["target_density"],
+                    "delta_points": j["difference"], "stderr_points": j["stderr"],
+                    "ci_low": j["interval"] and j["interval"][0],
+                    "ci_high": j["interval"] and j["interval"][1], "df": j["df"],
+                    "verdict": j["verdict"], "noise": j["noise"]})
+    return out
 
 
 def imp_verdict(results: dict) -> str:
@@ -161,6 +293,21 @@ def imp_verdict(results: dict) -> str:
         ds = [x for x in deltas if x["chain"] == chain]
         last = max(ds, key=lambda x: x["level"])
         name = "one-shot" if chain == "oneshot" else f"parallel IMP ({chain})"
+        ci = ("" if last["ci_low"] is None else
+              f", 95% CI {last['ci_low']:+.2f}..{last['ci_high']:+.2f}")
         parts.append(f"{name} - IMP: mean {np.mean([x['delta_points'] for x in ds]):+.2f} points, "
-                     f"{last['delta_points']:+.2f} at the last level ({100 * last['density']:.1f}%)")
+                     f"{last['delta_points']:+.2f} at the last level ({100 * last['density']:.1f}%"
+                     f"{ci}: {last['verdict']}; levels: {_count_verdicts(ds)})")
     return "; ".join(parts) + "."
+
+
+def readings(results: dict) -> dict[str, str]:
+    """Every computed sentence, by claim or analysis (those whose section is present)."""
+    out = {"Claim 1 (consistency)": consistency_verdict(results),
+           "Claim 2 (composability)": composition_verdict(results)}
+    for name, section, verdict in (("Mode connectivity", "connectivity", connectivity_verdict),
+                                   ("Baselines", "random_baselines", baselines_verdict),
+                                   ("IMP", "imp", imp_verdict)):
+        if results.get(section):
+            out[name] = verdict(results)
+    return out

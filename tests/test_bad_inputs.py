@@ -53,6 +53,8 @@ FLAGS = [
     ("IMP pruning everything per level", ["--imp_levels=3", "--imp_rate=1"]),
     ("IMP rewind point not a spawn point", ["--imp_levels=3", "--imp_rewind_epoch=3"]),
     ("unknown random baseline", ["--random_baselines=random,shuffled"]),
+    ("a density that keeps no weight of the model", ["--densities=0.5,0.00001"]),
+    ("IMP levels past every weight", ["--imp_levels=60"]),
 ]
 
 

@@ -26,3 +26,13 @@ def test_unreadable_result_files_are_set_aside(tmp_path):
     logs = []
     assert not checkpoint.readable(str(path), logs.append)
     assert (tmp_path / "x.json.corrupt").exists() and "unreadable" in logs[0]
+
+
+def test_result_files_are_standard_json_with_null_for_what_is_not_computable(tmp_path):
+    path = str(tmp_path / "r.json")
+    checkpoint.write_json(path, {"iou": float("nan"), "a": np.arange(2), "b": (np.float32(0.5),),
+                                 "c": jnp.asarray(3), "d": [float("inf"), None, True, "x"]})
+    text = open(path).read()
+    assert "NaN" not in text and "Infinity" not in text
+    assert checkpoint.read_json(path) == {"iou": None, "a": [0, 1], "b": [0.5], "c": 3,
+                                          "d": [None, None, True, "x"]}

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlottery import checkpoint, experiment, masks, paths, siblings
+from jaxlottery import checkpoint, experiment, masks, paths, siblings, verdicts
 
 from conftest import SMOKE, comparable
 
@@ -37,7 +37,21 @@ def test_smoke_run_writes_every_stage(smoke):
         assert r["iou_independent_inits"] is not None
     methods = {(r["method"], r["k"]) for r in results["composition"]}
     assert methods == {("union", 2), ("intersection", 2), ("union", 3), ("intersection", 3),
-                       ("vote", 3), ("baseline", 1)}
+                       ("vote", 3), ("baseline", 1), ("dense", 1)}
+    # retrain_seeds=2: every mask twice, the baseline over 2 siblings x 2 orders.
+    for r in results["composition"] + results["random_baselines"]:
+        runs = 4 if r["method"] == "baseline" else 2
+        assert r["runs"] == runs and r["test_accuracy_stderr"] is not None, r
+    assert {e["seed"] for e in results["retrained_masks"]} == {0, 1}
+    for d in verdicts.composition_deltas(results):
+        assert d["runs"] == 2 and d["ci_low"] <= d["delta_points"] <= d["ci_high"]
+        assert d["noise"].startswith("paired differences over 2 data orders")
+    # results.json records every verdict with its difference, interval and noise source
+    assert results["differences"] == verdicts.differences(results)
+    assert {d["reference"] for d in results["differences"]} == {"baseline", "dense", "imp"}
+    assert all({"delta_points", "ci_low", "ci_high", "verdict", "noise"} <= set(d)
+               for d in results["differences"])
+    assert results["readings"]["Claim 2 (composability)"] == verdicts.composition_verdict(results)
     for r in results["composition"]:
         assert abs(r["achieved_density"] - r["target_density"]) <= 0.001
         assert 0 <= r["test_accuracy_mean"] <= 1
@@ -95,7 +109,8 @@ def test_imp_levels_keep_the_schedule_exactly_and_only_shrink(smoke):
         previous = {m["chain"]: mask for m, mask in zip(members, stack) if m["chain"] != "oneshot"}
     rows = {(r["chain"], r["level"]): r for r in results["imp"]}
     assert rows["oneshot", 1]["test_accuracy_mean"] == rows["imp", 1]["test_accuracy_mean"]
-    assert rows["union", 2]["n"] == 2 and rows["imp", 2]["n"] == 1
+    assert rows["union", 2]["runs"] == 2 and rows["imp", 2]["runs"] == 1
+    assert rows["imp", 2]["test_accuracy_stderr"] is None
     assert {r["level"] for r in results["imp"]} == {0, 1, 2}
 
 
@@ -142,6 +157,45 @@ def _layer_counts(m):
     return {masks.path_str(p): int(np.sum(x)) for p, x in jax.tree_util.tree_flatten_with_path(m)[0]}
 
 
+def test_retraining_pairs_data_orders_across_masks(tmp_path, monkeypatch):
+    """Seed r of every mask, the dense control included, trains on one data order; the orders
+    of different seeds differ; rows carry their seed."""
+    import types
+
+    from jaxlottery import config, pipeline, retraining, stacks
+
+    params = {"conv": {"kernel": np.ones((3, 3, 2, 2), np.float32)}}
+    two = stacks.stack([masks.magnitude_prune(params, 0.5), masks.ones_like(params)])
+    masks.save(str(tmp_path / "m.npz"), two)
+    entries = [{"method": m, "k": k, "reinit": False, "target_density": 0.5,
+                "achieved_density": 0.5, "sibling_density": 0.5}
+               for m, k in (("union", 2), ("baseline", 1))]
+    seen = {}
+
+    def train_masks(ctx, folder, t, spawn_vars, stack, keys, *a, **kw):
+        seen["keys"] = [tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in keys]
+        seen["dense"] = [bool(all(np.all(x) for x in jax.tree.leaves(m)))
+                         for m in stacks.unstack(stack)]
+        return {"test_accuracy": [0.5 + i / 100 for i in range(len(keys))]}
+
+    monkeypatch.setattr(retraining, "train_masks", train_masks)
+    ctx = pipeline.Context(config.preset("smoke", retrain_seeds=3), str(tmp_path), None, None,
+                           None, None, jax.random.key(0), False, print)
+    out = {"shared": {1: {"params": params}},
+           "composition": {1: {"entries": entries, "masks": str(tmp_path / "m.npz")}}}
+    rows = retraining.retrain(ctx, out)[1]
+    keys = seen["keys"]
+    assert len(keys) == len(rows) == 9  # (2 masks + the dense control) x 3 orders
+    assert [(r["method"], r["seed"]) for r in rows[:3]] == [("union", 0), ("baseline", 0),
+                                                            ("dense", 0)]
+    assert [r["seed"] for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for r in range(3):
+        assert keys[3 * r] == keys[3 * r + 1] == keys[3 * r + 2]  # one order per seed
+    assert len({keys[0], keys[3], keys[6]}) == 3  # a new order per seed
+    assert seen["dense"] == [False, True, True] * 3  # the control is unpruned
+    assert [r["test_accuracy"] for r in rows] == [0.5 + i / 100 for i in range(9)]
+
+
 def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
     """Stacks of retrained masks: k on CPU, what the device holds on a GPU/TPU (balanced), and
     fixed in plan.json, so a run resumed on another device keeps its chunk files valid."""
@@ -169,10 +223,11 @@ def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
     (tmp_path / "old" / "chunk0.json").write_text("{}")  # started by a version without plans
     assert retraining.plan_chunk(ctx(), "old", 56) == 10
     (tmp_path / "b" / "plan.json").write_text('{"members": 12, "chunk": 28}')  # another stack
+    with pytest.raises(pipeline.ConfigMismatch, match="laid out for 12 networks.*trains 56"):
+        retraining.plan_chunk(ctx(), "b", 56)  # its chunk files hold other networks
+    (tmp_path / "b" / "plan.json").write_text("null")  # parses, but is no plan
     logs.clear()
     assert retraining.plan_chunk(ctx(), "b", 56) == 28 and "planning again" in logs[0]
-    (tmp_path / "b" / "plan.json").write_text("null")  # parses, but is no plan
-    assert retraining.plan_chunk(ctx(), "b", 56) == 28
 
 
 @pytest.mark.slow

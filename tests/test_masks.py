@@ -231,9 +231,23 @@ def test_iou_and_overlap_exact():
 def test_iou_symmetric_bounded_and_one_on_identical(seed, d1, d2):
     a, b = random_bool_mask(seed, d1), random_bool_mask(seed + 1, d2)
     v = float(masks.iou(a, b))
+    if int(masks.count(a)[0]) + int(masks.count(b)[0]) == 0:
+        assert np.isnan(v)  # two empty masks: IoU not defined
+        return
     assert 0.0 <= v <= 1.0
     assert v == float(masks.iou(b, a))
-    assert float(masks.iou(a, a)) == 1.0
+    if int(masks.count(a)[0]):
+        assert float(masks.iou(a, a)) == 1.0
+
+
+def test_overlap_of_empty_masks_is_not_a_number():
+    empty = {"w": {"kernel": jnp.zeros((3, 4), bool)}}
+    full = {"w": {"kernel": jnp.ones((3, 4), bool)}}
+    assert np.isnan(float(masks.iou(empty, empty)))
+    assert float(masks.iou(empty, full)) == 0.0
+    assert np.isnan(float(masks.overlap(empty, full)))
+    assert np.isnan(float(masks.chance_iou(0.0, 0.0)))
+    assert np.isnan(float(masks.pairwise_iou([empty, full])[0, 0]))
 
 
 def test_pairwise_iou_matrix_matches_pairs():

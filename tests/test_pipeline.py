@@ -48,9 +48,13 @@ def test_results_group_runs_with_mean_spread_and_count():
                     "spawn_epoch": 1})
     rows = results._grouped(entries, ("method", "k"))
     two = next(r for r in rows if r["k"] == 2)
-    assert two["n"] == 2 and two["test_accuracy_mean"] == pytest.approx(0.85)
+    assert two["runs"] == 2 and two["test_accuracy_mean"] == pytest.approx(0.85)
+    assert two["test_accuracy_std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert two["test_accuracy_stderr"] == pytest.approx(two["test_accuracy_std"] / np.sqrt(2))
     assert two["achieved_density"] == pytest.approx(0.21) and two["spawn_epoch"] == 1
-    assert [r["n"] for r in rows] == [2, 1]
+    one = next(r for r in rows if r["k"] == 3)
+    assert [r["runs"] for r in rows] == [2, 1]
+    assert one["test_accuracy_std"] is None and one["test_accuracy_stderr"] is None
 
 
 @pytest.mark.parametrize("seconds,text", [(40, "40 s"), (720, "12 min"), (3.5 * 3600, "3.5 h"),

@@ -139,3 +139,37 @@ def test_divergence_stops_loudly_and_reports_no_numbers(tmp_path):
     assert f"stage {failure['stage']}" in str(err.value) and "iterations" in str(err.value)
     assert not (rundir / "results.json").exists()
     assert not (rundir / "lock").exists()
+
+
+class _Died(Exception):
+    """The process 'dies' here (raised past every handler in the test)."""
+
+
+@pytest.mark.slow
+def test_death_right_after_the_checkpoint_past_a_spawn_epoch_keeps_its_spawn_weights(
+        tmp_path, monkeypatch):
+    """The shared stage writes W_t before the checkpoint that passes epoch t: a resume starts
+    after that checkpoint, so W_t must already be on disk when the checkpoint is complete."""
+    import jax
+    import numpy as np
+
+    from jaxlottery import paths, stacks, train
+
+    real_save, saved = checkpoint.Checkpoints.save, []
+
+    def save_then_die(self, step, state, meta):
+        real_save(self, step, state, meta)
+        self.wait()  # the checkpoint is complete on disk
+        saved.append(jax.device_get(state))
+        raise _Died
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", save_then_die)
+    cfg = config.preset("smoke", train_subset=64, test_subset=32, batch_size=32)
+    with pytest.raises(_Died):
+        experiment.run(cfg, workdir=str(tmp_path), progress=False)
+    spawn = tmp_path / cfg.run_id() / paths.spawn_weights(1)
+    assert spawn.exists(), "the checkpoint past epoch 1 exists, its W_1 does not"
+    checkpointed = train.variables(stacks.index(saved[0], 0))
+    on_disk = checkpoint.load_arrays(str(spawn), checkpointed, as_numpy=True)
+    for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(checkpointed)):
+        np.testing.assert_array_equal(a, b)

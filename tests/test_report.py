@@ -11,7 +11,8 @@ def results_with(barriers: dict, ious: dict) -> dict:
         "consistency": [{"spawn_epoch": t, "density": 0.8**10, "iou_mean": iou,
                          "layer_matched_chance_iou": 0.1} for t, iou in ious.items()],
         "composition": [{"spawn_epoch": 1, "target_density": 0.2, "method": "baseline", "k": 1,
-                         "test_accuracy_mean": 0.80, "test_accuracy_std": 0.001, "n": 2}],
+                         "test_accuracy_mean": 0.80, "test_accuracy_std": 0.001, "runs": 2}],
+        "dense": [{"spawn_epoch": 1, "mean": 0.9, "std": 0.005, "runs": 3}],
     }
 
 
@@ -31,7 +32,7 @@ def test_baselines_reading_compares_with_the_rewound_one_shot_mask():
     res = results_with({}, {})
     res["random_baselines"] = [
         {"spawn_epoch": 1, "target_density": 0.2, "method": m, "k": 1, "test_accuracy_mean": acc,
-         "test_accuracy_std": 0.0, "n": 1} for m, acc in (("random", 0.70), ("baseline_reinit", 0.799))]
+         "test_accuracy_std": None, "runs": 1} for m, acc in (("random", 0.70), ("baseline_reinit", 0.799))]
     line = verdicts.baselines_verdict(res)
     assert "random -10.00 at 20.0%" in line and "baseline_reinit -0.10 at 20.0%" in line
     assert "1 of 2 cells fall below it" in line and "both" not in line

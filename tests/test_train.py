@@ -156,3 +156,11 @@ def test_full_size_resnet20_step_lowers_the_loss():
         losses.append(float(m["loss"]) / 128)
     assert losses[2] < losses[0], losses
     assert int(state.step) == 3
+
+
+def test_examples_count_the_partial_last_batch_as_what_it_holds():
+    r = Recipe(batch_size=128)
+    assert r.examples(0, 391, 50_000) == 50_000  # one CIFAR-10 epoch: 390 x 128 + 80
+    assert r.examples(0, 391 * 3, 50_000) == 150_000
+    assert r.examples(390, 392, 50_000) == 80 + 128  # the partial batch, then a full one
+    assert Recipe(batch_size=50).examples(3, 7, 200) == 4 * 50  # no partial batch

@@ -122,9 +122,10 @@ def _split_like(flat: jax.Array, arrays: list) -> list:
 
 
 def _ratio(num, den) -> jax.Array:
-    """num / den, with 0 / 0 = 1 (two empty masks are identical)."""
+    """num / den, NaN where den is 0: the overlap of masks that keep nothing is not defined
+    (an empty layer agrees with another empty layer about nothing)."""
     num, den = jnp.asarray(num, jnp.float32), jnp.asarray(den, jnp.float32)
-    return jnp.where(den == 0, 1.0, num / jnp.where(den == 0, 1.0, den))
+    return jnp.where(den == 0, jnp.nan, num / jnp.where(den == 0, 1.0, den))
 
 
 def _reduce_axes(stacked: bool) -> Callable:

@@ -14,7 +14,7 @@ from jaxlottery.masks.core import (Density, Mask, _as_stack, _check_fraction, _c
 
 
 def iou(a: Mask, b: Mask, stacked: bool = False) -> jax.Array:
-    """Jaccard index |a and b| / |a or b| (1 when both are empty)."""
+    """Jaccard index |a and b| / |a or b| (NaN when both are empty: not defined)."""
     inter, uni = _inter_union(a, b, stacked)
     return _ratio(sum(inter.values()), sum(uni.values()))
 
