@@ -80,15 +80,21 @@ def _check_shapes(state: Any, like: Any, where: str) -> None:
             raise ValueError(f"{where}: holds shape {np.shape(a)} where {np.shape(b)} is expected")
 
 
-def readable(path: str, log: Callable[[str], None] = print) -> bool:
-    """Whether a finished-stage file exists and reads back whole (.json parses; every array of
-    an .npz decompresses with a good CRC). A file that does not is reported by path and moved
-    aside to `<path>.corrupt`, so the stage that wrote it runs again."""
+def readable(path: str, log: Callable[[str], None] = print, require: tuple[str, ...] = ()) -> bool:
+    """Whether a finished-stage file exists and reads back whole: a .json parses to a dict or
+    a list (a dict holding the keys `require`), every array of an .npz decompresses with a good
+    CRC. A file that does not (truncated, empty, `null`, another layout) is reported by path and
+    moved aside to `<path>.corrupt`, so the stage that wrote it runs again."""
     if not os.path.exists(path):
         return False
     try:
         if path.endswith(".json"):
-            read_json(path)
+            obj = read_json(path)
+            if not isinstance(obj, (dict, list)):
+                raise ValueError(f"holds {type(obj).__name__}, not a dict or a list")
+            missing = [k for k in require if not isinstance(obj, dict) or k not in obj]
+            if missing:
+                raise ValueError(f"has no {', '.join(missing)}")
         elif path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as f:
                 for name in f.files:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 import typing
 
 from jaxlottery import config as config_lib
@@ -20,13 +22,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+_KINDS = {int: "an integer", float: "a number", str: "a word"}
+# A flag left out (None is a value: --train_subset=none unsets a preset's subset).
+NOT_GIVEN = argparse.SUPPRESS
+
+
+def _scalar(kind):
+    """A converter for one value of `kind` whose error says what was expected."""
+    def convert(s: str):
+        if kind is str:
+            return s
+        try:
+            return kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {_KINDS[kind]}, got {s!r}") from None
+    return convert
+
+
 def _parse(kind, name: str):
-    """A parser for one flag of type `kind` (from Config's annotations)."""
+    """A parser for one flag of type `kind` (from Config's annotations), with messages that
+    name what was expected (never argparse's "invalid <lambda> value")."""
     def none_or(inner):
         return lambda s: None if s.lower() in ("none", "") else inner(s)
 
     def tuple_of(inner):
-        return lambda s: tuple(inner(x) for x in s.split(",") if x.strip())
+        what = {int: "integers", float: "numbers", str: "names"}[inner]
+
+        def convert(s: str) -> tuple:
+            try:
+                return tuple(_scalar(inner)(x.strip()) for x in s.split(",") if x.strip())
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(
+                    f"expected a comma-separated list of {what}, got {s!r}") from None
+        return convert
 
     def boolean(s: str) -> bool:
         if s.lower() in ("1", "true", "yes"):
@@ -41,8 +69,8 @@ def _parse(kind, name: str):
     if typing.get_origin(kind) is tuple:
         return tuple_of(args[0])
     if type(None) in args:
-        return none_or(next(a for a in args if a is not type(None)))
-    return kind
+        return none_or(_scalar(next(a for a in args if a is not type(None))))
+    return _scalar(kind)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--coordinator", default=None, help="multi-host: address:port of process 0 "
                    "(TPU pods, SLURM and Open MPI need none: jax.distributed finds it)")
-    p.add_argument("--num_processes", type=int, default=None, help="multi-host: process count")
-    p.add_argument("--process_id", type=int, default=None, help="multi-host: this process")
-    p.add_argument("--cpu_devices", type=int, default=None, help="CPU only: split the CPU into "
+    p.add_argument("--num_processes", type=_scalar(int), default=None,
+                   help="multi-host: process count")
+    p.add_argument("--process_id", type=_scalar(int), default=None, help="multi-host: this process")
+    p.add_argument("--cpu_devices", type=_scalar(int), default=None, help="CPU only: split the CPU into "
                    "this many XLA devices so sibling stacks are sharded over them (measured "
                    "speed-ups: BUILD_NOTES.md)")
     hints = typing.get_type_hints(Config)
@@ -67,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default = f.default
         shown = ",".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default) \
             if isinstance(default, tuple) else default
-        p.add_argument(f"--{f.name}", type=_parse(hints[f.name], f.name), default=None,
+        p.add_argument(f"--{f.name}", type=_parse(hints[f.name], f.name), default=NOT_GIVEN,
                        help=f"{f.metadata['help']} (paper default: {shown})")
     return p
 
@@ -78,8 +107,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     When --k is given and the k-dependent lists are not, they are capped at k, as the
     protocol's defaults say (k_values 2, 3, 5, 10 capped at k; baseline siblings at most k).
     """
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if getattr(args, f.name) is not None}
+    given = vars(args)  # a flag left out is absent (NOT_GIVEN)
+    overrides = {f.name: given[f.name] for f in dataclasses.fields(Config) if f.name in given}
     base = config_lib.preset(args.preset)
     k = overrides.get("k", base.k)
     if "k_values" not in overrides and isinstance(k, int) and k >= 1:
@@ -89,10 +118,39 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config_lib.preset(args.preset, **overrides)
 
 
+def check_launch(args: argparse.Namespace) -> None:
+    """Raise ConfigError for launch settings that cannot work: where the run goes (an empty
+    --workdir, a file, a folder this user cannot write) and the device and process flags."""
+    from jaxlottery import sharding
+
+    workdir = args.workdir
+    if not workdir.strip():
+        raise ConfigError("--workdir: is empty; name a folder (it is created if missing)")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir: {workdir} is a file, not a folder")
+    existing = os.path.abspath(workdir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--workdir: {existing} is a file, so {workdir} cannot be created")
+    try:  # what counts is whether a file can be made there (read-only mounts, permissions)
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise ConfigError(f"--workdir: cannot write in {existing} ({e.strerror or e}); choose "
+                          "another folder") from None
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise ConfigError(f"--cpu_devices: must be >= 1, got {args.cpu_devices}")
+    try:
+        sharding.launch(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args).validate()
+        check_launch(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -103,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
         results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress)
+        if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
+            print()
+            print(report.summary(results))
+            for name, sentence in verdicts.readings(results).items():
+                print(f"{name}: {sentence}")
+            print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")
     except (data.DatasetUnavailableError, data.DataFormatError) as e:
         if args.debug:
             raise
@@ -120,11 +184,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
               file=sys.stderr)
         return 1
-    if not sharding.is_main():
-        return 0
-    print()
-    print(report.summary(results))
-    for name, sentence in verdicts.readings(results).items():
-        print(f"{name}: {sentence}")
-    print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")
     return 0

@@ -129,7 +129,11 @@ class Config:
     def __post_init__(self):
         for f in dataclasses.fields(self):  # lists given for tuple options become tuples
             if isinstance(f.default, tuple):
-                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+                value = getattr(self, f.name)
+                if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+                    raise ConfigError(f"--{f.name}: expected a list or tuple of values, got "
+                                      f"{value!r}")
+                object.__setattr__(self, f.name, tuple(value))
 
     # --- derived ---------------------------------------------------------------------------
 
@@ -217,7 +221,14 @@ class Config:
             if not ok:
                 raise ConfigError(f"--{flag}: {msg}")
 
-        need(_is_int(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")
+        need(_is_int(self.seed) and 0 <= self.seed < 2**32, "seed",
+             f"must be an integer in 0..{2**32 - 1} (a 32-bit PRNG seed), got {self.seed!r}")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            if isinstance(values, tuple):
+                repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+                need(not repeated, f.name, f"lists {', '.join(map(str, repeated))} more than "
+                     "once; give each value once")
         need(_is_int(self.k) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}")
         need(self.k >= 2, "k", "needs at least 2 siblings to compare masks")
         try:
@@ -288,6 +299,14 @@ class Config:
              f"must be an integer >= 1, got {self.checkpoint_every!r}")
         need(self.retrain_chunk is None or (_is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
              "retrain_chunk", f"must be a positive integer, got {self.retrain_chunk!r}")
+        need(_is_int(self.eval_batch) and self.eval_batch >= 1, "eval_batch",
+             f"must be a positive integer (test images per evaluation batch), got "
+             f"{self.eval_batch!r}")
+        need(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
+             "is empty; give a TFDS name (cifar10, fashion_mnist, ...), 'synthetic', an .npz "
+             "file or a folder of IDX files")
+        need(self.data_dir is None or (isinstance(self.data_dir, str) and self.data_dir.strip()),
+             "data_dir", "is empty; leave it out for TFDS's default folder")
         return self
 
 
@@ -332,8 +351,14 @@ def check_recipe(r: Any) -> None:
     need(isinstance(r.nesterov, bool), "nesterov", f"must be true or false, got {r.nesterov!r}")
     need(isinstance(r.weight_decay, (int, float)) and r.weight_decay >= 0, "weight_decay",
          f"must be >= 0, got {r.weight_decay!r}")
+    need(r.epochs > 1 or not r.lr_drop_epochs, "lr_drop_epochs",
+         f"a schedule of 1 epoch has no epoch to drop at; give --lr_drop_epochs= (none), got "
+         f"{list(r.lr_drop_epochs)}")
     need(all(_is_int(e) and 0 < e < r.epochs for e in r.lr_drop_epochs),
-         "lr_drop_epochs", f"must lie in 1..{r.epochs - 1}, got {list(r.lr_drop_epochs)}")
+         "lr_drop_epochs", f"must lie in 1..{r.epochs - 1} (inside the {r.epochs}-epoch "
+         f"schedule), got {list(r.lr_drop_epochs)}")
+    need(len(set(r.lr_drop_epochs)) == len(r.lr_drop_epochs), "lr_drop_epochs",
+         f"repeats an epoch, got {list(r.lr_drop_epochs)}; give each drop once")
     need(isinstance(r.lr_drop_factor, (int, float)) and 0 < r.lr_drop_factor <= 1,
          "lr_drop_factor", f"must lie in (0, 1], got {r.lr_drop_factor!r}")
     need(isinstance(r.augment, bool), "augment", f"must be true or false, got {r.augment!r}")

@@ -77,8 +77,12 @@ def load(source: str, data_dir: str | None = None, *, download: bool = True) -> 
 
     if source == "synthetic":
         return synthetic()
-    if source.endswith(".npz"):
+    if source.lower().endswith(".npz"):
         return datasets.load_npz(source)
+    if source.lower().endswith(".npy"):
+        raise DataFormatError(f"{source}: a single .npy array cannot hold a dataset; save the "
+                              "four arrays with np.savez(path, x_train=..., y_train=..., "
+                              "x_test=..., y_test=...)")
     if os.path.isdir(source):
         return datasets.load_idx(source)
     if source in datasets.CIFAR_ARCHIVES and not datasets.tfds_prepared(source, data_dir):

@@ -164,9 +164,32 @@ def _cifar_unavailable(name: str, archive: str, reason: str) -> DatasetUnavailab
     url, _ = CIFAR_ARCHIVES[name]
     return DatasetUnavailableError(
         f"{name} is not available: {reason}.\n"
-        f"To get it, download {url} on a machine with network access and put it at {archive}\n"
+        f"To get it, download {url} on a machine with network access and put it at {archive} "
         f"(or pass its folder as --data_dir), or pass an .npz file (see jaxlottery.datasets.save_npz)."
     )
+
+
+def _offline(host: str = "storage.googleapis.com") -> str | None:
+    """Why nothing can be downloaded (the name of TFDS's download host does not resolve), or
+    None when it resolves or the check itself cannot tell."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror:
+        return f"there is no network here ({host}, where TFDS downloads from, does not resolve)"
+    except OSError:
+        return None
+    return None
+
+
+def _quiet_tfds() -> None:
+    """TFDS logs through absl (e.g. "Variant folder ... has no dataset_info.json" for a
+    half-written folder) and urllib3 retries; what matters reaches the user as our one error."""
+    import logging
+
+    for name in ("absl", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def tfds_prepared(name: str, data_dir: str | None) -> bool:
@@ -175,6 +198,7 @@ def tfds_prepared(name: str, data_dir: str | None) -> bool:
         import tensorflow_datasets as tfds
     except ImportError:
         return False
+    _quiet_tfds()
     return tfds.builder(name, data_dir=data_dir).is_prepared()
 
 
@@ -188,6 +212,7 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
     """
     import tensorflow_datasets as tfds  # lazy: the npz and synthetic paths must not need it
 
+    _quiet_tfds()
     try:
         builder = tfds.builder(name, data_dir=data_dir)  # file_format here rejects tfrecord dirs
     except tfds.core.registered.DatasetNotFoundError:
@@ -199,6 +224,9 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
     if not builder.is_prepared():
         if not download:
             raise _unavailable(name, where, "it is not prepared there and download=False")
+        offline = _offline()
+        if offline:  # before TFDS's downloader retries every file against a missing network
+            raise _unavailable(name, where, f"it is not prepared there, and {offline}")
         try:
             builder.download_and_prepare(file_format="array_record")
         except Exception as e:  # network, missing TensorFlow, ...: all mean "cannot fetch it"
@@ -243,17 +271,13 @@ def _read_split(source, image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.nd
 
 
 def _unavailable(name: str, where: str, reason: str) -> DatasetUnavailableError:
-    """The error for a TFDS dataset that is not here, with the ways to get it."""
+    """The error for a TFDS dataset that is not here, with the ways to get it (two lines)."""
     return DatasetUnavailableError(
         f"TFDS dataset {name!r} is not available at {where}: {reason}.\n"
-        "To get it, either\n"
-        "  1. prepare it once on a machine with network access and TensorFlow (tensorflow-datasets"
-        " needs TensorFlow to prepare image datasets, not to read them):\n"
-        "       pip install tensorflow && python -c \"import jaxlottery.datasets as d; "
-        f"d.load_tfds('{name}', 'DIR')\"\n"
-        "     then copy DIR here and pass it as data_dir (--data_dir DIR); or\n"
-        "  2. convert the data to an .npz file (uint8 x_train/x_test of shape NHWC or NHW, integer"
-        " y_train/y_test; see jaxlottery.datasets.save_npz) and pass its path instead of the name."
+        "To get it, prepare it once where there is network and TensorFlow (pip install tensorflow"
+        f" && python -c \"import jaxlottery.datasets as d; d.load_tfds('{name}', 'DIR')\") and "
+        "pass DIR as --data_dir, or save it as an .npz file (jaxlottery.datasets.save_npz) and "
+        "pass its path."
     )
 
 
@@ -325,6 +349,11 @@ def _npz_images(path: str, key: str, x: np.ndarray) -> np.ndarray:
     if x.ndim != 4:
         raise DataFormatError(
             f"{path}: {key} has shape {x.shape}, expected (N, H, W, C) or (N, H, W)"
+        )
+    if x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
+        raise DataFormatError(
+            f"{path}: {key} has shape {x.shape}, which looks channels-first (N, C, H, W); "
+            f"jaxlottery expects channels last: save {key}.transpose(0, 2, 3, 1)"
         )
     return x
 

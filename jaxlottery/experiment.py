@@ -37,13 +37,17 @@ def run_dir(config: Config, workdir: str) -> str:
     return os.path.join(workdir, config.run_id())
 
 
+# What a results.json must hold to be trusted as a finished run's (else it is recomputed).
+RESULT_SECTIONS = ("config", "run_id", "dataset", "dense", "consistency", "composition")
+
+
 def run(config: Config, workdir: str = "runs", progress: bool = True,
         log: Callable[[str], None] = print) -> dict:
     """Run (or resume, or just read back) the whole study; returns the results dict."""
     config.validate()
     rundir = run_dir(config, workdir)
     results_path = os.path.join(rundir, paths.RESULTS)
-    if sharding.agree(checkpoint.readable(results_path, log)):
+    if sharding.agree(checkpoint.readable(results_path, log, require=RESULT_SECTIONS)):
         _check_config(rundir, config)
         log(f"all stages done: {results_path}")
         return checkpoint.read_json(results_path)
@@ -74,7 +78,11 @@ def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress
 
 def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
     """Raise ConfigError, before any training, for a setting the model's actual size makes
-    empty: a density or IMP level that keeps no weight of the network's prunable weights."""
+    empty: a density or IMP level that keeps no weight of the network's prunable weights, a
+    batch larger than the training set."""
+    if config.batch_size > len(dataset.y_train):
+        raise ConfigError(f"--batch_size: {config.batch_size} is more than the "
+                          f"{len(dataset.y_train):,} training images of {dataset.name}")
     variables = jax.eval_shape(lambda: models.init(
         jax.random.key(0), config.model_depth, config.model_width, dataset.num_classes,
         dataset.image_shape))
@@ -96,11 +104,43 @@ def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
                               f"weights of {model} ({last:.2g} of them)")
 
 
+def check_data(dataset: data_lib.Dataset) -> None:
+    """Raise ConfigError for data that loads but cannot give meaningful numbers: labels that
+    are not the classes 0..C-1 all present in training, a constant channel (normalization
+    divides by its spread). Checked on the whole dataset, before any subset is drawn."""
+    name, y_train, y_test = dataset.name, dataset.y_train, dataset.y_test
+    present = np.unique(y_train)
+    if len(present) < 2:
+        raise ConfigError(f"--dataset: {name}: every training label is {present.tolist()}; a "
+                          "classifier needs at least 2 classes")
+    if dataset.num_classes > 100_000:
+        raise ConfigError(f"--dataset: {name}: labels reach {dataset.num_classes - 1:,}, which "
+                          "would make a classifier with that many outputs; labels must be class "
+                          "ids 0..C-1 (remap with np.unique(y, return_inverse=True))")
+    missing = sorted(set(range(dataset.num_classes)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise ConfigError(f"--dataset: {name}: class ids must be 0..{dataset.num_classes - 1}, "
+                          f"each present in training; missing from training: {shown}. Remap "
+                          "the labels with np.unique(y, return_inverse=True)")
+    flat = [c for c, s in enumerate(dataset.std) if not s > 0]
+    if flat:
+        raise ConfigError(f"--dataset: {name}: image channel(s) {flat} are constant over the "
+                          "training set, so normalization would divide by zero; drop the channel")
+
+
 def load_dataset(config: Config) -> data_lib.Dataset:
     """The configured dataset, with seeded subsets of its splits if asked for."""
     ds = data_lib.load(config.dataset, config.data_dir)
+    check_data(ds)
     rng = np.random.default_rng([config.seed, SUBSET])
     x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    for flag, n, split in (("train_subset", len(x_tr), "training"), ("test_subset", len(x_te), "test")):
+        asked = getattr(config, flag)
+        if asked is not None and asked > n:
+            raise ConfigError(f"--{flag}: {asked:,} is more than the {n:,} {split} images of "
+                              f"{ds.name}; pass --{flag}={n} or less, or --{flag}=none for all "
+                              "(presets set one)")
     if config.train_subset and config.train_subset < len(x_tr):
         idx = np.sort(rng.permutation(len(x_tr))[:config.train_subset])
         x_tr, y_tr = x_tr[idx], y_tr[idx]
@@ -113,8 +153,17 @@ def load_dataset(config: Config) -> data_lib.Dataset:
 def _check_config(rundir: str, config: Config) -> None:
     """Write config.json, or check that the one there describes the same computation."""
     path = os.path.join(rundir, paths.CONFIG)
-    if checkpoint.readable(path, print):
-        old = Config.from_dict(checkpoint.read_json(path)["config"])
+    if checkpoint.readable(path, print, require=("config",)):
+        record = checkpoint.read_json(path)
+        if not isinstance(record["config"], dict):
+            raise ConfigMismatch(f"{path}: 'config' is not a set of settings; use another "
+                                 "--workdir, or delete the run directory to start it again")
+        try:
+            old = Config.from_dict(record["config"])
+        except ConfigError as e:
+            raise ConfigMismatch(
+                f"{path} was written by jaxlottery {record.get('jaxlottery', '?')} ({e}); rerun "
+                "it with that version, or use another --workdir") from None
         diff = {k: (getattr(old, k), v) for k, v in config.to_dict().items()
                 if k not in NOT_HASHED and getattr(old, k) != getattr(config, k)}
         if diff:

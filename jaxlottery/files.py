@@ -35,7 +35,10 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     written to a temporary file in the same folder, fsynced, then renamed over `path`."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files

@@ -30,10 +30,18 @@ DRAW = {"overlap": figs.figure_overlap, "accuracy": figs.figure_accuracy,
 
 
 def figures(results: dict) -> list[str]:
-    """The figures a results dict gets: the paper's three, and one per analysis beyond the
-    paper that ran (connectivity, random baselines, IMP)."""
-    return list(paths.FIGURES.values()) + [f for section, f in paths.EXTRA_FIGURES.items()
-                                           if results.get(section)]
+    """The figures a results dict gets: the paper's three (the per-layer one where the results
+    have per-layer rows: older files do not), and one per analysis beyond the paper that ran
+    (connectivity, random baselines, IMP)."""
+    return [f for key, f in paths.FIGURES.items()
+            if key != "layers" or results.get("consistency_layers")] + [
+        f for section, f in paths.EXTRA_FIGURES.items() if results.get(section)]
+
+
+# What a results.json needs for a report; the sections beyond it are drawn where present.
+REQUIRED = ("config", "run_id", "dataset", "environment", "timing", "dense", "consistency",
+            "composition")
+OPTIONAL = ("consistency_layers", "random_baselines", "connectivity", "imp", "retrained_masks")
 
 
 def write(rundir: str, results: dict) -> dict[str, list[str]]:
@@ -132,7 +140,9 @@ def markdown(results: dict) -> str:
                    ("overlap_mean", "overlap", ".3f"), ("iou_with_spawn_mask", "IoU with W_t mask", ".3f"),
                    ("iou_independent_inits", "IoU indep. inits", ".3f")]),
            f"\n**Verdict:** {consistency_verdict(results)}\n",
-           f"\n![overlap]({paths.FIGURES['overlap']})\n\n![layers]({paths.FIGURES['layers']})\n",
+           f"\n![overlap]({paths.FIGURES['overlap']})\n"
+           + (f"\n![layers]({paths.FIGURES['layers']})\n"
+              if paths.FIGURES["layers"] in figures(results) else ""),
            "\n## Claim 2: composability\n",
            "Union and intersection of the first k siblings' masks at matched density, retrained "
            "from W_t, against one-shot magnitude pruning of single siblings (baseline) and the "
@@ -220,19 +230,47 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Redraw a run's tables, figures and report from its results.json, and record there the
-    verdicts of the current rule (`results.judged`)."""
+    verdicts of the current rule (`results.judged`). Exit status 2, one line, for a folder
+    that holds no usable results.json; sections an older version did not write are skipped
+    with a note."""
+    import argparse
+    import json
+
     from jaxlottery.checkpoint import read_json, write_json
     from jaxlottery.results import judged
 
-    rundir = (argv or sys.argv[1:])[0]
-    path = os.path.join(rundir, paths.RESULTS)
-    results = judged(read_json(path))
+    parser = argparse.ArgumentParser(prog="python -m jaxlottery.report",
+                                     description="Redraw report.md, the CSVs and the figures "
+                                     "of a run directory from its results.json.")
+    parser.add_argument("rundir", help="a run directory (WORKDIR/<run id>)")
+    args = parser.parse_args(argv)
+    path = os.path.join(args.rundir, paths.RESULTS)
+    try:
+        if not os.path.isdir(args.rundir):
+            raise ValueError(f"{args.rundir} is not a folder")
+        if not os.path.exists(path):
+            raise ValueError(f"{args.rundir} has no {paths.RESULTS} (the run has not finished)")
+        try:
+            results = read_json(path)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+        missing = [k for k in REQUIRED if not isinstance(results, dict) or k not in results]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)}: not a jaxlottery results file")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for key in OPTIONAL:
+        if key not in results:
+            print(f"note: {path} has no '{key}' (written by an older version): skipped")
+    results = judged(results)
     write_json(path, results)
-    write(rundir, results)
-    print(os.path.join(rundir, paths.REPORT))
+    write(args.rundir, results)
+    print(os.path.join(args.rundir, paths.REPORT))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

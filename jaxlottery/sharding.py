@@ -31,16 +31,57 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     are passed on; on TPU pods and SLURM or Open MPI clusters `jax.distributed.initialize()`
     finds them itself. Returns whether the runtime was started.
     """
-    coordinator = coordinator or os.environ.get("JAXLOTTERY_COORDINATOR")
+    coordinator, num, pid = launch(coordinator, num_processes, process_id)
     if coordinator:
-        num = num_processes or int(os.environ["JAXLOTTERY_NUM_PROCESSES"])
-        pid = process_id if process_id is not None else int(os.environ["JAXLOTTERY_PROCESS_ID"])
         jax.distributed.initialize(coordinator, num_processes=num, process_id=pid)
         return True
     if _cluster_size() > 1:  # SLURM, Open MPI, a multi-host TPU slice: JAX finds the rest
         jax.distributed.initialize()
         return True
     return False
+
+
+def launch(coordinator: str | None = None, num_processes: int | None = None,
+           process_id: int | None = None) -> tuple[str | None, int | None, int | None]:
+    """The multi-process settings from the arguments, else the JAXLOTTERY_* variables, checked
+    together: (coordinator, process count, process id), or Nones for one process and for
+    clusters whose launcher JAX reads itself. Raises ValueError naming the flag to change."""
+    env = os.environ
+    coordinator = coordinator if coordinator is not None else env.get("JAXLOTTERY_COORDINATOR")
+
+    def number(value, flag: str, var: str) -> int | None:
+        if value is None and var in env:
+            try:
+                value = int(env[var])
+            except ValueError:
+                raise ValueError(f"{var}={env[var]!r} is not an integer (it stands for "
+                                 f"{flag})") from None
+        return value
+
+    num = number(num_processes, "--num_processes", "JAXLOTTERY_NUM_PROCESSES")
+    pid = number(process_id, "--process_id", "JAXLOTTERY_PROCESS_ID")
+    if coordinator is not None:
+        if not coordinator.strip() or ":" not in coordinator:
+            raise ValueError(f"--coordinator: expected HOST:PORT of process 0, got {coordinator!r}")
+        if num is None or pid is None:
+            raise ValueError("--coordinator needs --num_processes and --process_id too (or "
+                             "JAXLOTTERY_NUM_PROCESSES and JAXLOTTERY_PROCESS_ID)")
+    elif num is not None or pid is not None:
+        raise ValueError("--num_processes and --process_id need --coordinator=HOST:PORT too "
+                         "(TPU pods, SLURM and Open MPI need none of the three)")
+    if num is not None and num < 1:
+        raise ValueError(f"--num_processes: must be >= 1, got {num}")
+    if pid is not None and not 0 <= pid < (num or 1):
+        raise ValueError(f"--process_id: must lie in 0..{(num or 1) - 1} (one of "
+                         f"--num_processes={num}), got {pid}")
+    for size, rank, launcher in (("SLURM_NTASKS", "SLURM_PROCID", "srun"),
+                                 ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "mpirun")):
+        if size in env and rank not in env:
+            raise ValueError(f"{size} is set but {rank} is not: start the command with "
+                             f"{launcher}, or unset {size} for a single process")
+        if size in env and not env[size].strip().isdigit():
+            raise ValueError(f"{size}={env[size]!r} is not a process count")
+    return coordinator, num, pid
 
 
 def use_cpu_devices(n: int) -> None:

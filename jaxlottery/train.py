@@ -198,7 +198,12 @@ def evaluate(variables: dict, data: data_lib.DeviceData, model: nn.Module,
 
 
 def check_finite(metrics: dict, what: str) -> None:
-    """Stop loudly when a loss went NaN or Inf."""
+    """Stop loudly when a loss went NaN or Inf. A host check: under `jax.jit` it cannot see
+    values, so it refuses a traced loss instead of passing silently."""
+    if isinstance(metrics["loss"], jax.core.Tracer):
+        raise TypeError(f"check_finite({what!r}) reads the loss on the host; call it on the "
+                        "outputs of a jitted step, not inside one (inside, use "
+                        "jax.experimental.checkify or jax_debug_nans)")
     loss = np.asarray(metrics["loss"])
     if not np.all(np.isfinite(loss)):
         bad = np.flatnonzero(~np.isfinite(np.atleast_1d(loss))).tolist()

@@ -227,7 +227,7 @@ def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
         retraining.plan_chunk(ctx(), "b", 56)  # its chunk files hold other networks
     (tmp_path / "b" / "plan.json").write_text("null")  # parses, but is no plan
     logs.clear()
-    assert retraining.plan_chunk(ctx(), "b", 56) == 28 and "planning again" in logs[0]
+    assert retraining.plan_chunk(ctx(), "b", 56) == 28 and "plan.json is unreadable" in logs[0]
 
 
 @pytest.mark.slow

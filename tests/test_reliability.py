@@ -173,3 +173,24 @@ def test_death_right_after_the_checkpoint_past_a_spawn_epoch_keeps_its_spawn_wei
     on_disk = checkpoint.load_arrays(str(spawn), checkpointed, as_numpy=True)
     for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(checkpointed)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_run_files_that_parse_but_hold_the_wrong_thing_are_recomputed(smoke, tmp_path, capsys):
+    """A results.json of `null` and an empty stage file are reported by path and recomputed
+    (no stage trains again); a config.json from a version with other settings is refused,
+    naming it."""
+    workdir, rundir, results = _copy_run(smoke, tmp_path)
+    (rundir / "results.json").write_text("null")
+    (rundir / "consistency.json").write_text("")
+    again = experiment.run(SMOKE, workdir=str(workdir), progress=False)
+    assert comparable(again) == comparable(results)
+    out = capsys.readouterr().out
+    assert f"{rundir / 'results.json'} is unreadable" in out
+    assert f"{rundir / 'consistency.json'} is unreadable" in out
+    (rundir / "results.json").unlink()
+    record = json.loads((rundir / "config.json").read_text())
+    record["config"]["sparsity_schedule"] = "cubic"  # a setting this version does not know
+    (rundir / "config.json").write_text(json.dumps(record))
+    with pytest.raises(experiment.ConfigMismatch, match="config.json was written by jaxlottery"):
+        experiment.run(SMOKE, workdir=str(workdir), progress=False)

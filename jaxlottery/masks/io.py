@@ -43,16 +43,20 @@ def load(path: str | os.PathLike, like: Params | None = None) -> Mask:
         raise
     except Exception as e:  # zip, json or key errors: the file is not a mask file
         raise ValueError(f"{path}: not a readable jaxlottery mask file ({e})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} file")
+    entries = meta.get("leaves")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("path"), str) and "shape" in e for e in entries):
+        raise ValueError(f"{path}: corrupt {FORMAT} metadata (its list of leaves)")
     leaves = []
-    for i, entry in enumerate(meta["leaves"]):
+    for i, entry in enumerate(entries):
         x = arrays.get(f"leaf_{i}")
         if (entry["shape"] is None) != (x is None) or (x is not None and (
                 list(x.shape) != entry["shape"] or x.dtype != np.bool_)):
             raise ValueError(f"{path}: corrupt entry for {entry['path']!r}")
         leaves.append(None if x is None else jnp.asarray(x))
-    paths = [e["path"] for e in meta["leaves"]]
+    paths = [e["path"] for e in entries]
     if like is None:
         return _nest(paths, leaves)
     like_items, treedef = jax.tree_util.tree_flatten_with_path(like, is_leaf=is_none)
