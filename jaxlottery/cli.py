@@ -77,11 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py", description="Consistency and composability of lottery-ticket "
                 "masks (Movva, Frankle & Carbin 2021), end to end. Run the same command again "
                 "to resume.")
-    p.add_argument("--preset", default="paper", help=f"bundle of settings, one of "
+    p.add_argument("--preset", default=None, help=f"bundle of settings, one of "
                    f"{sorted(config_lib.PRESETS)}; flags given explicitly override it "
                    "(default: paper)")
+    p.add_argument("--config", default=None, metavar="RUN/config.json", help="start from the "
+                   "exact settings of an earlier run (its config.json) instead of a preset; flags "
+                   "given explicitly override them")
+    p.add_argument("--dry_run", action="store_true", help="check everything, print the run "
+                   "directory, the stages with their network-epochs and the time measured on "
+                   "this machine, and exit without training or writing anything")
     p.add_argument("--workdir", default="runs", help="runs go to WORKDIR/<run id> (default: runs)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--lock_expiry", type=_scalar(float), default=300.0, help="seconds after "
+                   "which the lock of a run whose holder stopped refreshing it (a lost Colab "
+                   "runtime, a dead host) is taken over (default: 300)")
+    p.add_argument("--break_lock", action="store_true", help="take the run directory's lock "
+                   "whatever holds it (only when you know its holder is gone)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--coordinator", default=None, help="multi-host: address:port of process 0 "
                    "(TPU pods, SLURM and Open MPI need none: jax.distributed finds it)")
@@ -109,13 +120,34 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """
     given = vars(args)  # a flag left out is absent (NOT_GIVEN)
     overrides = {f.name: given[f.name] for f in dataclasses.fields(Config) if f.name in given}
-    base = config_lib.preset(args.preset)
+    if args.config is not None:
+        if args.preset is not None:
+            raise ConfigError("--config and --preset: give one (a run's settings, or a preset)")
+        base = _settings_of(args.config)
+        return dataclasses.replace(base, **overrides)
+    base = config_lib.preset(args.preset or "paper")
     k = overrides.get("k", base.k)
     if "k_values" not in overrides and isinstance(k, int) and k >= 1:
         overrides["k_values"] = tuple(sorted({min(v, k) for v in base.k_values}))
     if "baseline_siblings" not in overrides and isinstance(k, int) and k >= 1:
         overrides["baseline_siblings"] = min(base.baseline_siblings, k)
-    return config_lib.preset(args.preset, **overrides)
+    return config_lib.preset(args.preset or "paper", **overrides)
+
+
+def _settings_of(path: str) -> Config:
+    """The Config recorded in a run's config.json (or its folder), or ConfigError naming it."""
+    import json
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--config: cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ConfigError(f"--config: {path} is not a run's config.json (no 'config' settings)")
+    return Config.from_dict(record["config"])
 
 
 def check_launch(args: argparse.Namespace) -> None:
@@ -138,12 +170,20 @@ def check_launch(args: argparse.Namespace) -> None:
     except OSError as e:
         raise ConfigError(f"--workdir: cannot write in {existing} ({e.strerror or e}); choose "
                           "another folder") from None
+    if not args.lock_expiry > 0 or args.lock_expiry == float("inf"):
+        raise ConfigError(f"--lock_expiry: must be a positive number of seconds, got "
+                          f"{args.lock_expiry}")
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise ConfigError(f"--cpu_devices: must be >= 1, got {args.cpu_devices}")
     try:
         sharding.launch(args.coordinator, args.num_processes, args.process_id)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def console() -> None:
+    """The `jaxlottery` command (and `python -m jaxlottery`): the same as experiments/run.py."""
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,11 +196,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from jaxlottery import data, experiment, files, report, sharding, verdicts
 
+    if args.dry_run:
+        try:
+            experiment.dry_run(cfg, workdir=args.workdir)
+        except (data.DatasetUnavailableError, data.DataFormatError) as e:
+            print(f"error: --dataset: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
-        results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress)
+        results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress,
+                                 lock_expiry=args.lock_expiry, break_lock=args.break_lock)
         if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
             print()
             print(report.summary(results))

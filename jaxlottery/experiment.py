@@ -42,8 +42,13 @@ RESULT_SECTIONS = ("config", "run_id", "dataset", "dense", "consistency", "compo
 
 
 def run(config: Config, workdir: str = "runs", progress: bool = True,
-        log: Callable[[str], None] = print) -> dict:
-    """Run (or resume, or just read back) the whole study; returns the results dict."""
+        log: Callable[[str], None] = print, lock_expiry: float = 300.0,
+        break_lock: bool = False) -> dict:
+    """Run (or resume, or just read back) the whole study; returns the results dict.
+
+    The run directory is locked while it runs (`files.RunLock`): a lock whose holder has not
+    refreshed it for `lock_expiry` seconds (a disconnected Colab VM) is taken over;
+    `break_lock` takes any lock."""
     config.validate()
     rundir = run_dir(config, workdir)
     results_path = os.path.join(rundir, paths.RESULTS)
@@ -54,21 +59,58 @@ def run(config: Config, workdir: str = "runs", progress: bool = True,
     dataset = load_dataset(config)  # bad or missing data fails here, before any work
     check_feasible(config, dataset)
     os.makedirs(rundir, exist_ok=True)
-    with files.RunLock(rundir, log) if sharding.is_main() else contextlib.nullcontext():
+    lock = (files.RunLock(rundir, log, expiry=lock_expiry, break_lock=break_lock)
+            if sharding.is_main() else contextlib.nullcontext())
+    with lock:
         return _run_stages(config, rundir, dataset, progress, log)
+
+
+def _context(config: Config, rundir: str, dataset: data_lib.Dataset, progress: bool,
+             log: Callable[[str], None]) -> Context:
+    main = sharding.is_main()
+    n = len(stages.STAGES)
+    return Context(config, rundir, dataset, data_lib.to_device(dataset),
+                   models.resnet(config.model_depth, config.model_width, dataset.num_classes),
+                   train_lib.Recipe.from_config(config), jax.random.key(config.seed),
+                   progress and main, log if main else (lambda _: None),
+                   labels={s.name: f"[{i}/{n}]" for i, s in enumerate(stages.STAGES, 1)},
+                   mesh=sharding.sibling_mesh() if config.shard and jax.device_count() > 1 else None)
+
+
+def dry_run(config: Config, workdir: str = "runs", log: Callable[[str], None] = print) -> dict:
+    """What `run` would do, checked as `run` checks it but without training or writing
+    anything: the run directory, the data, each stage's network-epochs and the training time,
+    measured on this machine by timing the sibling stage's compiled program. Returns these."""
+    config.validate()
+    rundir = run_dir(config, workdir)
+    dataset = load_dataset(config)
+    check_feasible(config, dataset)
+    ctx = _context(config, rundir, dataset, progress=False, log=log)
+    cost = config.network_epochs()
+    n = dataset.x_train.shape[0]
+    state = ("finished" if os.path.exists(os.path.join(rundir, paths.RESULTS)) else
+             "started earlier: it would resume" if os.path.exists(rundir) else "new")
+    img_s = estimate.measure_throughput(ctx)
+    seconds = sum(cost.values()) * n / img_s
+    log(f"run directory: {rundir} ({state})")
+    log(f"data: {dataset.name}, {n:,} train / {dataset.x_test.shape[0]:,} test images of "
+        f"{dataset.image_shape}; model ResNet-{config.model_depth} width {config.model_width}")
+    for i, stage in enumerate(stages.STAGES, 1):
+        epochs = cost.get(stage.name, 0) + (cost.get("independent", 0)
+                                             if stage.name == "siblings" else 0)
+        log(f"  [{i}/{len(stages.STAGES)}] {stage.name}: {stage.label}"
+            + (f", {epochs:,.0f} network-epochs" if epochs else ""))
+    log(f"training: {sum(cost.values()):,.0f} network-epochs, about {estimate.duration(seconds)} "
+        f"at {img_s:,.0f} images/s measured on {jax.devices()[0].device_kind} (evaluation "
+        "not counted); nothing was written")
+    return {"rundir": rundir, "state": state, "network_epochs": cost, "images_per_s": img_s,
+            "seconds": seconds}
 
 
 def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress: bool,
                 log: Callable[[str], None]) -> dict:
     _check_config(rundir, config)
-    main = sharding.is_main()
-    n = len(stages.STAGES)
-    ctx = Context(config, rundir, dataset, data_lib.to_device(dataset),
-                  models.resnet(config.model_depth, config.model_width, dataset.num_classes),
-                  train_lib.Recipe.from_config(config), jax.random.key(config.seed),
-                  progress and main, log if main else (lambda _: None),
-                  labels={s.name: f"[{i}/{n}]" for i, s in enumerate(stages.STAGES, 1)},
-                  mesh=sharding.sibling_mesh() if config.shard and jax.device_count() > 1 else None)
+    ctx = _context(config, rundir, dataset, progress, log)
     estimate.announce(ctx)
     out: dict = {}
     for stage in stages.STAGES:

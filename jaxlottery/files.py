@@ -66,21 +66,30 @@ class RunLocked(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run directory: a `lock` file naming its holder.
+    """An exclusive lock on a run directory: a `lock` file naming its holder, whose
+    modification time the holder refreshes every `heartbeat` seconds while it runs.
 
-    A second process refuses with the holder's pid, host and start time. A lock left by a
-    process that no longer exists on this host (killed with -9, a crashed notebook) is stale:
-    it is taken over, with a note. Locks held from another host are never broken.
+    A second process refuses with the holder's pid, host and start time. A lock is taken over,
+    with a note naming the old holder, when its holder is gone: a process that no longer exists
+    on this host (killed with -9, a crashed notebook), or a lock of any host whose heartbeat is
+    older than `expiry` seconds (a Colab runtime that disconnected: the new VM has another host
+    name). A live holder on this host is never disturbed; `break_lock` takes any lock.
     """
 
-    def __init__(self, directory: str | os.PathLike, log=print):
+    def __init__(self, directory: str | os.PathLike, log=print, expiry: float = 300.0,
+                 heartbeat: float | None = None, break_lock: bool = False):
         self.path = os.path.join(os.fspath(directory), paths.LOCK)
         self.log = log
+        self.expiry = expiry
+        self.heartbeat = heartbeat if heartbeat is not None else min(30.0, expiry / 5)
+        self.break_lock = break_lock
         self.held = False
+        self._stop = None
 
     def __enter__(self) -> "RunLock":
         import json
         import socket
+        import threading
         import time
 
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
@@ -89,27 +98,56 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder and holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                who = (f"process {holder.get('pid')} on {holder.get('host')}" if holder
+                       else "an unreadable holder")
+                try:
+                    quiet = time.time() - os.path.getmtime(self.path)
+                except FileNotFoundError:  # released meanwhile
+                    continue
+                if self.break_lock:
+                    self.log(f"breaking the lock {self.path} of {who} (--break_lock)")
+                elif holder and holder.get("host") == me["host"]:
+                    if _alive(holder.get("pid")):
+                        raise RunLocked(self._in_use(holder))
                     self.log(f"removing stale lock {self.path} of process {holder.get('pid')} "
                              "(no longer running)")
-                    os.unlink(self.path)
-                    continue
-                if holder is None:  # empty: being written now, or cut by a crash long ago
-                    if time.time() - os.path.getmtime(self.path) < 10:
-                        raise RunLocked(f"{self.path} is being taken by another process")
-                    os.unlink(self.path)
-                    continue
-                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-                raise RunLocked(f"{os.path.dirname(self.path)} is in use by process "
-                                f"{holder.get('pid')} on {holder.get('host')} (since {started}); "
-                                f"wait for it to finish, or delete {self.path} if it is gone")
+                elif holder is None and quiet < 10:  # being written now
+                    raise RunLocked(f"{self.path} is being taken by another process")
+                elif holder is not None and quiet <= self.expiry:
+                    raise RunLocked(self._in_use(holder))
+                elif holder is not None:
+                    self.log(f"taking over the lock {self.path} of {who}: not refreshed for "
+                             f"{quiet:.0f} s (more than --lock_expiry={self.expiry:g} s), so "
+                             "its holder is gone")
+                os.unlink(self.path)
+                continue
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, args=(self._stop,), daemon=True,
+                             name="jaxlottery-lock-heartbeat").start()
             return self
         raise RunLocked(f"could not take {self.path}")
 
+    def _beat(self, stop) -> None:
+        while not stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except OSError:  # gone (broken by force): nothing to refresh
+                return
+
+    def _in_use(self, holder: dict) -> str:
+        import time
+
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+        return (f"{os.path.dirname(self.path)} is in use by process {holder.get('pid')} on "
+                f"{holder.get('host')} (since {started}, alive within the last "
+                f"{self.expiry:g} s); wait for it, or pass --break_lock if it is gone")
+
     def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
         if self.held and os.path.exists(self.path):
             os.unlink(self.path)
         self.held = False
@@ -119,7 +157,8 @@ class RunLock:
 
         try:
             with open(self.path) as f:
-                return json.load(f)
+                holder = json.load(f)
+            return holder if isinstance(holder, dict) else None
         except (OSError, ValueError):
             return None
 

@@ -107,6 +107,7 @@ FLAGS = [
     ("a --workdir inside a file", ["--workdir=<file>/runs"]),
     # devices and processes
     ("a negative device count", ["--cpu_devices=-1"]), ("zero devices", ["--cpu_devices=0"]),
+    ("a lock expiry of 0", ["--lock_expiry=0"]), ("a lock expiry that is a word", ["--lock_expiry=soon"]),
     ("a coordinator alone", ["--coordinator=host0:1234"]),
     ("a process count without a coordinator", ["--num_processes=2", "--process_id=0"]),
     ("a process id past the count", ["--coordinator=host0:1234", "--num_processes=2",

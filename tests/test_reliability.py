@@ -128,6 +128,39 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
             pass
 
 
+def test_a_lost_hosts_lock_expires_and_a_live_one_is_kept(tmp_path):
+    """Colab: a disconnect gives a new VM with a new host name. The old VM's lock stops being
+    refreshed and is taken over after --lock_expiry; a lock refreshed by its holder is kept;
+    --break_lock takes any lock. The holder's heartbeat refreshes the file while it runs."""
+    lock = tmp_path / "lock"
+    lock.write_text(json.dumps({"pid": 4242, "host": "colab-vm-before-disconnect", "since": 0}))
+    old = time.time() - 400
+    os.utime(lock, (old, old))
+    logs = []
+    with files.RunLock(tmp_path, logs.append, expiry=300):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert "process 4242 on colab-vm-before-disconnect" in logs[0]
+    assert "not refreshed for 400 s" in logs[0]
+    lock.write_text(json.dumps({"pid": 4242, "host": "another-live-host", "since": 0}))
+    with pytest.raises(files.RunLocked, match="another-live-host.*--break_lock"):
+        with files.RunLock(tmp_path, expiry=300):
+            pass
+    logs.clear()
+    with files.RunLock(tmp_path, logs.append, break_lock=True):
+        pass
+    assert "breaking the lock" in logs[0] and not lock.exists()
+    with files.RunLock(tmp_path, expiry=300, heartbeat=0.05):
+        os.utime(lock, (old, old))
+        time.sleep(0.5)
+        assert time.time() - os.path.getmtime(lock) < 5  # refreshed by the heartbeat
+    # a live process on this host is never disturbed, however old its lock
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": os.uname()[1], "since": 0}))
+    os.utime(lock, (old, old))
+    with pytest.raises(files.RunLocked):
+        with files.RunLock(tmp_path, expiry=1):
+            pass
+
+
 @pytest.mark.slow
 def test_divergence_stops_loudly_and_reports_no_numbers(tmp_path):
     bad = config.preset("smoke", lr=1e9)

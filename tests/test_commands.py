@@ -1,0 +1,55 @@
+"""The ways to start the study: experiments/run.py, `python -m jaxlottery`, the `jaxlottery`
+console script, `--dry_run` (creates nothing) and `--config` (a finished run's settings)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxlottery import cli, config
+from jaxlottery.config import ConfigError
+
+from conftest import ENV, REPO
+
+
+def test_python_dash_m_and_the_console_script_are_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "jaxlottery", "--help"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--dry_run" in proc.stdout and "--config" in proc.stdout
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        pytest.skip("tomllib needs Python 3.11")
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    module, _, name = scripts["jaxlottery"].partition(":")
+    assert module == "jaxlottery.cli" and callable(getattr(cli, name))
+
+
+def test_config_flag_reruns_a_runs_exact_settings(tmp_path):
+    earlier = config.preset("smoke", k=4, seed=7)
+    (tmp_path / "config.json").write_text(json.dumps({"config": earlier.to_dict()}))
+    args = cli.build_parser().parse_args([f"--config={tmp_path / 'config.json'}"])
+    assert cli.config_from_args(args) == earlier
+    args = cli.build_parser().parse_args([f"--config={tmp_path}", "--seed=8"])  # the folder too
+    assert cli.config_from_args(args) == config.preset("smoke", k=4, seed=8)
+    for argv, match in (([f"--config={tmp_path}", "--preset=quick"], "give one"),
+                        ([f"--config={tmp_path / 'none.json'}"], "cannot read")):
+        with pytest.raises(ConfigError, match=match):
+            cli.config_from_args(cli.build_parser().parse_args(argv))
+    (tmp_path / "bad.json").write_text("null")
+    with pytest.raises(ConfigError, match="not a run's config.json"):
+        cli.config_from_args(cli.build_parser().parse_args([f"--config={tmp_path / 'bad.json'}"]))
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):
+    assert cli.main(["--preset=smoke", f"--workdir={tmp_path / 'runs'}", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    run_id = config.preset("smoke").run_id()
+    assert f"run directory: {tmp_path / 'runs' / run_id} (new)" in out
+    assert "[7/9] retrain: retraining, 56 network-epochs" in out
+    assert "network-epochs, about" in out and "nothing was written" in out
+    assert not (tmp_path / "runs").exists()
