@@ -110,12 +110,16 @@ def composition_deltas(results: dict, section: str = "composition",
             se = None if sd is None else sd * np.sqrt(1 + 1 / ref_runs)
         j = statistics.judge(float(np.mean(diffs)), se, df or None, seeds, noise)
         out.append({"spawn_epoch": t, "k": r["k"], "density": r["target_density"],
-                    "method": r["method"], "reference": reference,
-                    "delta_points": j["difference"], "stderr_points": j["stderr"],
-                    "ci_low": j["interval"] and j["interval"][0],
-                    "ci_high": j["interval"] and j["interval"][1], "runs": seeds, "df": j["df"],
-                    "verdict": j["verdict"], "noise": noise})
+                    "method": r["method"], "reference": reference, **_measured(j),
+                    "runs": seeds, "df": j["df"], "verdict": j["verdict"], "noise": noise})
     return out
+
+
+def _measured(j: dict) -> dict:
+    """A judged difference's numbers as table columns (points; the interval as low, high)."""
+    ci = j["interval"]
+    return {"delta_points": j["difference"], "stderr_points": j["stderr"],
+            "ci_low": ci and ci[0], "ci_high": ci and ci[1]}
 
 
 def _count_verdicts(ds: list[dict]) -> str:
@@ -277,10 +281,7 @@ def imp_deltas(results: dict) -> list[dict]:
                              se, min(dfs) if dfs and se is not None else None, r.get("runs", 1),
                              "; ".join(sources) or "none")
         out.append({"chain": r["chain"], "level": r["level"], "density": r["target_density"],
-                    "delta_points": j["difference"], "stderr_points": j["stderr"],
-                    "ci_low": j["interval"] and j["interval"][0],
-                    "ci_high": j["interval"] and j["interval"][1], "df": j["df"],
-                    "verdict": j["verdict"], "noise": j["noise"]})
+                    **_measured(j), "df": j["df"], "verdict": j["verdict"], "noise": j["noise"]})
     return out
 
 
