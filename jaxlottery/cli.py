@@ -196,20 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from jaxlottery import data, experiment, files, report, sharding, verdicts
 
-    if args.dry_run:
-        try:
-            experiment.dry_run(cfg, workdir=args.workdir)
-        except (data.DatasetUnavailableError, data.DataFormatError) as e:
-            print(f"error: --dataset: {str(e).splitlines()[0]}", file=sys.stderr)
-            return 2
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        return 0
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
+        if args.dry_run:  # the same checks and errors as a run, then nothing written
+            experiment.dry_run(cfg, workdir=args.workdir)
+            return 0
         results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress,
                                  lock_expiry=args.lock_expiry, break_lock=args.break_lock)
         if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
