@@ -121,6 +121,19 @@ def peak_bytes() -> int | None:
     return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
 
+def ways(b: Bench, i: int) -> list[tuple[str, str]]:
+    """The ways measured at the i-th stack size: all of them at the first two sizes; after
+    that the backend's default and the two fastest at the first size (compilation is most
+    of a row's cost on a GPU, and a 4-minute call has room for few)."""
+    if i < 2:
+        return list(MODES)
+    d = siblings.backend_defaults()
+    default = ("step" if d.steps_per_call == 1 else "program", d.strategy)
+    first = [r for r in b.results["training"] if r["k"] == b.size["ks"][0]]
+    fastest = [(r["mode"], r["strategy"]) for r in sorted(first, key=lambda r: -r["images_per_s"])]
+    return list(dict.fromkeys([default] + fastest[:2]))
+
+
 def train_row(b: Bench, mode: str, strategy: str, k: int) -> dict:
     """Images/s of k siblings through `siblings.train`: one call compiles and warms up, the
     next `steps` iterations are timed (all inside the first epoch's full batches)."""
@@ -178,6 +191,82 @@ def checkpoint_row(b: Bench, k: int) -> dict:
     nbytes = sum(x.nbytes for x in jax.tree.leaves(states))
     return {"k": k, "bytes": nbytes, "blocking_s": float(np.median(blocking)),
             "total_s": float(np.median(total))}
+
+
+KERNEL_KINDS = (  # matched in order on lower-cased kernel names; XLA's "convert" fusions are not convolutions
+    ("convolutions and matmuls", ("convolve", "fprop", "dgrad", "wgrad", "gemm", "cutlass",
+                                  "xmma", "cudnn", "sm90_", "sm80_", "cublas")),
+    ("reductions (BN statistics, loss, metrics)", ("reduce", "reduction")),
+    ("copies and sets", ("memcpy", "memset")))
+OTHER_KERNELS = "other fusions (elementwise, BN apply, optimizer, augmentation)"
+
+
+def profile_row(b: Bench, mode: str, strategy: str, k: int) -> dict:
+    """Where one row's time goes: `steps` iterations traced by the JAX profiler, then the
+    device's kernels summed by kind (from the Perfetto trace's device processes). Busy time
+    over wall time says how much of the step the device spends computing at all."""
+    import glob
+    import gzip
+
+    s = b.size
+    per_call = 1 if mode == "step" else s["per_call"]
+    states = siblings.spawn(b.variables, k, b.recipe)
+    keys = jax.random.split(jax.random.key(2), k)
+    kw = dict(strategy=strategy, steps_per_call=per_call, evaluate=False)
+    warm = max(2, per_call)
+    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm, **kw)
+    jax.block_until_ready(states)
+    folder = tempfile.mkdtemp(prefix="profile")
+    t0 = time.perf_counter()
+    try:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            states, _ = siblings.train(states, keys, b.data, b.model, b.recipe,
+                                       until=warm + s["steps"], **kw)
+            jax.block_until_ready(states)
+    except Exception as e:  # a profiler that cannot start (no CUPTI) must not lose the table
+        return {"mode": mode, "strategy": strategy, "k": k, "note": f"profiler failed: {e}"}
+    wall = time.perf_counter() - t0
+    traces = glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)
+    row = {"mode": mode, "strategy": strategy, "k": k, "iterations": s["steps"], "wall_s": wall}
+    if not traces:
+        return dict(row, note="the profiler wrote no Perfetto trace")
+    with gzip.open(traces[0]) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    return dict(row, **kernel_summary(events, wall, s["steps"]))
+
+
+def kernel_summary(events: list[dict], wall_s: float, iterations: int) -> dict:
+    """Device kernels of a Perfetto trace (processes named "/device:..."), summed by kind:
+    busy time (the union of their intervals) over the wall time, kernels per iteration, the
+    share of each kind and the top kernels."""
+    device = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+              and "/device:" in str(e.get("args", {}).get("name", ""))}
+    kernels = [e for e in events if e.get("ph") == "X" and e.get("pid") in device and "dur" in e]
+    if not kernels:
+        return {"note": "no device events in the trace (a CPU backend has none)"}
+    busy, end = 0.0, -float("inf")
+    for a, z in sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels):
+        busy += max(0.0, z - max(a, end))  # streams may overlap: count each instant once
+        end = max(end, z)
+    by_kind: dict[str, float] = {}
+    by_name: dict[str, list] = {}
+    for e in kernels:
+        name = str(e["name"])
+        kind = next((label for label, words in KERNEL_KINDS
+                     if any(w in name.lower() for w in words)), OTHER_KERNELS)
+        by_kind[kind] = by_kind.get(kind, 0.0) + e["dur"]
+        by_name.setdefault(name, [0, 0.0])
+        by_name[name][0] += 1
+        by_name[name][1] += e["dur"]
+    total = sum(by_kind.values()) or 1.0
+    top = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:8]
+    return {"busy_s": busy / 1e6, "busy_fraction": busy / 1e6 / wall_s,
+            "kernels_per_iteration": len(kernels) / iterations,
+            "mean_kernel_us": total / len(kernels),
+            "by_kind": {k: v / total for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+            "top_kernels": [{"name": n[:90], "calls": c, "share": t / total}
+                            for n, (c, t) in top]}
 
 
 def best(rows: list[dict], k: int, modes=None) -> dict | None:
@@ -285,6 +374,20 @@ def markdown(res: dict) -> str:
             q = p[label]
             lines.append(f"\n{label}: {q['total_h']:.2f} h in all, {q['train_h']:.2f} h of training "
                          f"steps, {100 * q['outside_training']:.1f}% outside them.")
+    prof = res.get("profile")
+    if prof and "by_kind" in prof:
+        lines += ["", f"Profile of {prof['mode']} {prof['strategy']} at k = {prof['k']} "
+                  f"({prof['iterations']} iterations, {prof['wall_s']:.2f} s): the device is busy "
+                  f"{100 * prof['busy_fraction']:.0f}% of the wall time; "
+                  f"{prof['kernels_per_iteration']:.0f} kernels per iteration, "
+                  f"{prof['mean_kernel_us']:.1f} us each on average.", "",
+                  "| kernels | share of device time |", "|---|---|"]
+        lines += [f"| {kind} | {100 * share:.1f}% |" for kind, share in prof["by_kind"].items()]
+        lines += ["", "| top kernel | calls | share |", "|---|---|---|"]
+        lines += [f"| `{t['name']}` | {t['calls']} | {100 * t['share']:.1f}% |"
+                  for t in prof["top_kernels"]]
+    elif prof:
+        lines += ["", f"Profile: {prof.get('note')}"]
     if res.get("skipped"):
         lines += ["", f"Skipped (time budget): {', '.join(res['skipped'])}"]
     return "\n".join(lines) + "\n"
@@ -307,6 +410,8 @@ def main(argv=None) -> None:
                     help="timed iterations per row (default: 100, quick 4)")
     ap.add_argument("--ks", default=None, help="stack sizes in the order measured "
                     "(default: 10,1,20,40,2,5; quick 2,1)")
+    ap.add_argument("--profile", action="store_true", help="trace the fastest way at the "
+                    "first stack size and sum its device kernels by kind (where the time goes)")
     args = ap.parse_args(argv)
     size = dict(QUICK if args.quick else FULL)
     for name in ("budget", "steps_per_call", "steps"):
@@ -352,8 +457,8 @@ def main(argv=None) -> None:
     b.results["stack_capacity"] = capacity
     print(f"{'way':8s} {'strategy':9s} {'k':>3s} {'img/s':>9s} {'step ms':>8s} {'compile s':>9s} "
           f"{'MB':>6s} {'TFLOP/s':>8s}", flush=True)
-    for k in size["ks"]:
-        for mode, strategy in MODES:
+    for i, k in enumerate(size["ks"]):
+        for mode, strategy in ways(b, i):
             if k > max(size["ks"][:2]) and strategy in ("loop", "separate"):
                 continue  # large stacks: loop programs grow with k; separate is per member
             if mode == "step" and strategy == "separate" and k == 1:
@@ -372,6 +477,11 @@ def main(argv=None) -> None:
                   f"{row.get('tflops', 0):8.2f}", flush=True)
             b.save()
     k_eval = size["ks"][0]
+    if args.profile and best(b.results["training"], k_eval):
+        fastest = best(b.results["training"], k_eval)
+        b.results["profile"] = profile_row(b, fastest["mode"], fastest["strategy"], k_eval)
+        b.save()
+        print(f"profile: {json.dumps(b.results['profile'])[:600]}", flush=True)
     for on_device, strategy in ((False, siblings.default_strategy()), (True, siblings.default_strategy()),
                                 (True, "map")):
         if b.results["evaluation"] and b.left() < -0.25 * b.size["budget"]:  # a quarter more

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from typing import Callable
 
 import jax
@@ -114,7 +115,10 @@ def _run_stages(config: Config, rundir: str, dataset: data_lib.Dataset, progress
     estimate.announce(ctx)
     out: dict = {}
     for stage in stages.STAGES:
+        t0 = time.perf_counter()
         out[stage.name] = stage.run(ctx, out)
+        if not ctx.progress:  # without bars, a line per stage says how far the run is
+            ctx.log(f"{ctx.labels[stage.name]} {stage.label}: {time.perf_counter() - t0:.1f} s")
     return out[stages.STAGES[-1].name]
 
 

@@ -45,3 +45,58 @@ def test_accelerator_benchmark_refuses_bad_flags(tmp_path):
                                "--quick", f"--out={tmp_path}", flag], env=ENV,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _module(path: str, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernel_summary_sums_device_kernels_by_kind():
+    """Busy time is the union of kernel intervals (overlapping streams count once); host events
+    and metadata are ignored; kinds are matched on names ("convert" is no convolution)."""
+    bench = _module("benchmarks/accelerator.py", "accelerator")
+    events = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+              {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
+              {"ph": "X", "pid": 1, "ts": 0, "dur": 60, "name": "sm90_xmma_fprop_implicit_gemm"},
+              {"ph": "X", "pid": 1, "ts": 50, "dur": 20, "name": "input_reduce_fusion"},
+              {"ph": "X", "pid": 1, "ts": 100, "dur": 20, "name": "loop_convert_fusion"},
+              {"ph": "X", "pid": 2, "ts": 0, "dur": 500, "name": "PjitFunction(step)"}]
+    out = bench.kernel_summary(events, wall_s=200e-6, iterations=2)
+    assert out["busy_s"] == pytest.approx(90e-6) and out["busy_fraction"] == pytest.approx(0.45)
+    assert out["kernels_per_iteration"] == 1.5 and out["mean_kernel_us"] == pytest.approx(100 / 3)
+    assert out["by_kind"] == {"convolutions and matmuls": 0.6,
+                              "reductions (BN statistics, loss, metrics)": 0.2,
+                              bench.OTHER_KERNELS: 0.2}
+    assert out["top_kernels"][0] == {"name": "sm90_xmma_fprop_implicit_gemm", "calls": 1,
+                                     "share": 0.6}
+    assert "note" in bench.kernel_summary(events[1:2] + events[-1:], 1.0, 1)
+
+
+def test_timed_study_fits_its_schedule_to_the_budget():
+    """The study's schedule is the only thing cut: more budget never buys fewer epochs, the
+    prediction grows with the epochs, and the rates come from the fastest way near k = 4."""
+    timed = _module("experiments/timed_study.py", "timed_study")
+    rows = [{"mode": "step", "strategy": "vmap", "k": 10, "images_per_s": 50_000.0, "compile_s": 9.0},
+            {"mode": "program", "strategy": "vmap", "k": 10, "images_per_s": 80_000.0, "compile_s": 11.0},
+            {"mode": "program", "strategy": "vmap", "k": 2, "images_per_s": 30_000.0, "compile_s": 10.0},
+            {"mode": "step", "strategy": "vmap", "k": 2, "images_per_s": 35_000.0, "compile_s": 5.0}]
+    bench = {"training": rows, "evaluation": [{"images_per_s": 400_000.0}],
+             "size": {"per_call": 50}}
+    by_k, eval_rate, compile_s, how = timed.rates(bench, 1.0)
+    # k = 2 is nearer 4 than 10 is; its fastest way is the per-step vmap.
+    assert how == {"strategy": "vmap", "steps_per_call": 1} and by_k == {10: 50_000.0, 2: 35_000.0}
+    assert eval_rate == 400_000.0 and compile_s == 10.0
+    times = [timed.predict(timed.study("d", e, 1), 60_000, 10_000, by_k, 1.0, eval_rate, 60.0, 0.1)
+             for e in timed.EPOCHS]
+    assert times == sorted(times, reverse=True) and times[-1] > 60.0
+    cfg = timed.study("d", 30, 2)
+    assert cfg.lr_drop_epochs == (15, 22) and cfg.validate() and cfg.network_epochs() == {
+        "shared": 5.0, "siblings": 332.0, "independent": 60.0, "retrain": 448.0}
+    assert timed.stack_sizes(cfg) == {"shared": 1, "siblings": 4, "independent": 2, "retrain": 16}
+    assert timed.study("d", 8, 1).lr_drop_epochs == (4, 6)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The two prepared calls of a lent GPU (issue 17), run from the checkout with PYTHONPATH=.
+# (the device hosts have jax, flax, optax, orbax, tqdm and matplotlib; nothing is installed).
+#
+#   bash benchmarks/gpu_calls.sh bench   # ~4 min: the benchmark table, a profile, and the
+#                                        # study's fixed cost (the full model on subsets)
+#   bash benchmarks/gpu_calls.sh study   # ~7 min: the full-size Fashion-MNIST study, sized from
+#                                        # the first call's files: left in /tmp/jl_in on a machine
+#                                        # still warm, else copied here into .device/in
+#
+# Data: the Debian package dataset-fashion-mnist's four IDX files in .device/fashion-mnist
+# (an ignored folder that the call carries). Everything comes back through $OUT.
+set -u
+export PYTHONPATH=. PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu_calls_out}
+DATA=.device/fashion-mnist
+mkdir -p "$OUT"
+
+case "${1:-}" in
+bench)
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total \
+        --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
+    timeout 200 python benchmarks/accelerator.py --out="$OUT" --profile --budget="${BUDGET:-105}" \
+        --ks=10,1,4,2,20,40 2>&1 | tee "$OUT/bench.log"
+    timeout 80 python experiments/timed_study.py --dataset="$DATA" --size=calibrate \
+        --bench="$OUT/accelerator.json" --out=/tmp/calibrate --workdir=/tmp/calibrate_runs 2>&1 \
+        | tail -n 15
+    cp /tmp/calibrate/run.json "$OUT/calibrate.json" 2>/dev/null || true
+    cp /tmp/calibrate/log.txt "$OUT/calibrate_log.txt" 2>/dev/null || true
+    mkdir -p /tmp/jl_in && cp "$OUT/accelerator.json" "$OUT/calibrate.json" /tmp/jl_in/ 2>/dev/null
+    ;;
+study)
+    IN=/tmp/jl_in
+    [ -f .device/in/accelerator.json ] && IN=.device/in
+    if [ ! -f "$IN/accelerator.json" ]; then
+        echo "no accelerator.json in .device/in or /tmp/jl_in: copy the bench call's files" >&2
+        exit 3
+    fi
+    timeout "${STUDY_TIMEOUT:-400}" python experiments/timed_study.py --dataset="$DATA" \
+        --budget="${STUDY_BUDGET:-300}" --bench="$IN/accelerator.json" \
+        --calibration="$IN/calibrate.json" --out="$OUT" --workdir=/tmp/study_runs 2>&1 \
+        | grep -v "it/s\]$" | tail -n 40
+    ;;
+*)
+    echo "usage: bash benchmarks/gpu_calls.sh bench|study" >&2
+    exit 2
+    ;;
+esac
