@@ -9,10 +9,12 @@ Measures, in order of importance (rows past the time budget `--budget` are skipp
 - training throughput of ResNet-20 at batch 128 on CIFAR-shaped synthetic data (50,000 images
   on the device) through `siblings.train` itself (data order, augmentation, masked step,
   metric sums, the host's reads): per-step vmap / loop / separate and programs of
-  `--steps_per_call` iterations with vmap / loop / map, at k = 10, 1, then larger stacks
-  (20, 40, where memory allows), then 2 and 5. Images/s, compile seconds, the device's peak
-  memory so far (rows run in that order, so a row's growth is its own), TFLOP/s (from XLA's FLOP
-  count of one training image) and its fraction of the measured matmul rate;
+  `--steps_per_call` iterations with vmap / loop / map, every way at the first two stack
+  sizes of `--ks` (default 10, 1), then the backend's default and the two fastest ways at the
+  others (20, 40 where memory allows, then 2 and 5). Images/s, compile seconds, the device's
+  peak memory so far (rows run in that order, so a row's growth is its own), TFLOP/s (from
+  XLA's FLOP count of one training image) and its fraction of the measured matmul rate;
+- with `--profile`, where the fastest way's time goes: its device kernels summed by kind;
 - evaluation throughput of a 10-member stack (host loop over batches vs all batches on device);
 - the cost of one checkpoint of a 10-member stack (what training waits for, and the full write);
 - a projection of the paper preset's wall time per stage from these rates and the preset's own
@@ -105,12 +107,15 @@ def matmul_tflops(n: int, reps: int = 10) -> float:
 
 
 def flops_per_image(b: Bench) -> float | None:
-    """XLA's FLOP count of one training iteration of one network, per image."""
+    """XLA's FLOP count of one training iteration of one network, per image, read off the
+    lowered program before the backend compiles it: the same on every backend, and without a
+    compilation. (The compiled program's count misses the convolutions on a GPU, where they
+    become cuDNN calls: 4.6e6 instead of 2.3e8 on the H100, 2026-11-26.)"""
     states = siblings.spawn(b.variables, 1, b.recipe)
     keys = jax.random.split(jax.random.key(0), 1)
     perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), b.size["train"])
     fn = siblings.program("loop", 1, b.model, b.recipe, b.size["train"], 1, False)
-    cost = fn.lower(states, siblings.zero_sums(1), None, keys, perms, b.data).compile().cost_analysis()
+    cost = fn.lower(states, siblings.zero_sums(1), None, keys, perms, b.data).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get("flops")
     return float(flops) / b.size["batch"] if flops else None
@@ -377,8 +382,10 @@ def markdown(res: dict) -> str:
     prof = res.get("profile")
     if prof and "by_kind" in prof:
         lines += ["", f"Profile of {prof['mode']} {prof['strategy']} at k = {prof['k']} "
-                  f"({prof['iterations']} iterations, {prof['wall_s']:.2f} s): the device is busy "
-                  f"{100 * prof['busy_fraction']:.0f}% of the wall time; "
+                  f"({prof['iterations']} iterations, {prof['wall_s']:.2f} s traced): the "
+                  f"device's kernels take {1e3 * prof['busy_s'] / prof['iterations']:.1f} ms per "
+                  f"iteration, {100 * prof.get('busy_fraction_of_untraced_step', 0):.0f}% of the "
+                  f"untraced step ({100 * prof['busy_fraction']:.0f}% of the traced wall time); "
                   f"{prof['kernels_per_iteration']:.0f} kernels per iteration, "
                   f"{prof['mean_kernel_us']:.1f} us each on average.", "",
                   "| kernels | share of device time |", "|---|---|"]
@@ -479,7 +486,11 @@ def main(argv=None) -> None:
     k_eval = size["ks"][0]
     if args.profile and best(b.results["training"], k_eval):
         fastest = best(b.results["training"], k_eval)
-        b.results["profile"] = profile_row(b, fastest["mode"], fastest["strategy"], k_eval)
+        prof = profile_row(b, fastest["mode"], fastest["strategy"], k_eval)
+        if "busy_s" in prof:  # tracing slows the host; the device's work per step is the same
+            prof["busy_fraction_of_untraced_step"] = \
+                prof["busy_s"] / prof["iterations"] / (fastest["step_ms"] / 1e3)
+        b.results["profile"] = prof
         b.save()
         print(f"profile: {json.dumps(b.results['profile'])[:600]}", flush=True)
     for on_device, strategy in ((False, siblings.default_strategy()), (True, siblings.default_strategy()),

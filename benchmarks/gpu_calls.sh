@@ -37,7 +37,7 @@ study)
         exit 3
     fi
     timeout "${STUDY_TIMEOUT:-400}" python experiments/timed_study.py --dataset="$DATA" \
-        --budget="${STUDY_BUDGET:-300}" --bench="$IN/accelerator.json" \
+        --budget="${STUDY_BUDGET:-300}" --bench="$IN/accelerator.json" ${WAY:+--way=$WAY} \
         --calibration="$IN/calibrate.json" --out="$OUT" --workdir=/tmp/study_runs 2>&1 \
         | grep -v "it/s\]$" | tail -n 40
     ;;

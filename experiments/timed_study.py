@@ -68,36 +68,47 @@ def stack_sizes(cfg: Config) -> dict[str, int]:
             "retrain": masks * cfg.retrain_seeds}
 
 
-def rates(bench: dict | None, fallback: float) -> tuple[dict, float, float, dict]:
-    """From a benchmark: training images/s per measured stack size (the fastest way measured at
-    the stack size nearest k = 4), evaluation images/s, a program's compile seconds, the way."""
+def rates(bench: dict | None, fallback: float,
+          way: tuple[str, str] | None = None) -> tuple[dict, float, float, dict]:
+    """From a benchmark: training images/s per measured stack size in `way` (mode, strategy),
+    by default the fastest way measured at the stack size nearest k = 4; evaluation images/s;
+    the median compile seconds of a program in that way; the way as Config fields."""
     if not bench or not bench.get("training"):
         return {}, fallback, 20.0, {}
     rows = [r for r in bench["training"] if "images_per_s" in r]
-    nearest = min({r["k"] for r in rows}, key=lambda k: (abs(k - 4), -k))
-    way = max((r for r in rows if r["k"] == nearest), key=lambda r: r["images_per_s"])
-    same = [r for r in rows if (r["mode"], r["strategy"]) == (way["mode"], way["strategy"])]
+    if way is None:
+        nearest = min({r["k"] for r in rows}, key=lambda k: (abs(k - 4), -k))
+        fastest = max((r for r in rows if r["k"] == nearest), key=lambda r: r["images_per_s"])
+        way = (fastest["mode"], fastest["strategy"])
+    same = [r for r in rows if (r["mode"], r["strategy"]) == way]
+    if not same:
+        raise SystemExit(f"the benchmark measured no row of {' '.join(way)}")
+    way = same[0]
     by_k = {r["k"]: r["images_per_s"] for r in same}
     evaluation = max((r["images_per_s"] for r in bench.get("evaluation", [])), default=fallback)
-    compile_s = sorted(r["compile_s"] for r in rows)[len(rows) // 2]
+    compile_s = sorted(r["compile_s"] for r in same)[len(same) // 2]
     how = {"strategy": way["strategy"],
            "steps_per_call": 1 if way["mode"] == "step" else bench["size"]["per_call"]}
     return by_k, evaluation, compile_s, how
 
 
 def predict(cfg: Config, n_train: int, n_test: int, by_k: dict, fallback: float,
-            eval_rate: float, fixed_s: float, checkpoint_s: float = 0.0) -> float:
+            eval_rate: float, fixed_s: float, checkpoint_s: float = 0.0,
+            sequential: bool = False) -> float:
     """Seconds the study should take: training at the measured rate of the nearest stack size
     (per image of the stack), per-epoch evaluations, a checkpoint per epoch of every stage
     (`checkpoint_s` each: the full write, as the next save waits for it) and the fixed cost
-    (compilation, set-up, report)."""
+    (compilation, set-up, report). A stack smaller than the nearest one measured trains at
+    the same images/s when its members run one after another (`sequential`: loop, map,
+    separate; time per step grows with k), else at that rate times k / measured k (vmap: a
+    step of the smaller stack is assumed to take as long)."""
     cost = cfg.network_epochs()
     seconds = fixed_s
     for stage, k in stack_sizes(cfg).items():
         rate = fallback
         if by_k:
             near = min(by_k, key=lambda m: (abs(m - k), -m))
-            rate = by_k[near] * min(1.0, k / near) if k < near else by_k[near]
+            rate = by_k[near] * (1.0 if sequential else min(1.0, k / near))
         seconds += cost.get(stage, 0.0) * n_train / rate
         seconds += cost.get(stage, 0.0) * n_test / eval_rate
     saves = max(cfg.spawn_epochs) + sum(cfg.epochs - t for t in cfg.spawn_epochs) + cfg.epochs \
@@ -115,6 +126,10 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", default=None, help="accelerator.json of benchmarks/accelerator.py")
     ap.add_argument("--images_per_s", type=float, default=20_000.0,
                     help="training (and evaluation) rate assumed without a benchmark")
+    ap.add_argument("--way", default=None, help="mode:strategy of the benchmark's rows to run "
+                    "and size with (step:vmap, program:map, ...; default: the fastest near k = 4)")
+    ap.add_argument("--epochs", type=int, default=None, help="the schedule's length, instead of "
+                    "the largest that fits the budget")
     ap.add_argument("--size", choices=sorted(SIZES), default="full",
                     help="full; calibrate (the full model on subsets, 6 epochs: the fixed cost); "
                     "tiny (a toy model too: a CPU check)")
@@ -135,7 +150,8 @@ def main(argv=None) -> int:
     if args.bench and os.path.exists(args.bench):
         with open(args.bench) as f:
             bench = json.load(f)
-    by_k, eval_rate, compile_s, how = rates(bench, args.images_per_s)
+    way = tuple(args.way.split(":")) if args.way else None
+    by_k, eval_rate, compile_s, how = rates(bench, args.images_per_s, way)
     fixed_s, fixed_from = FIXED_S + PROGRAMS * compile_s, "estimated"
     if args.calibration and os.path.exists(args.calibration):
         with open(args.calibration) as f:
@@ -146,15 +162,21 @@ def main(argv=None) -> int:
         choice, predicted = study(args.dataset, 6, 1, args.size), 0.0
     else:
         options = [(e, r) for e in EPOCHS for r in ((2, 1) if e == EPOCHS[0] else (1,))]
+        if args.epochs:
+            options = [(args.epochs, 1)]
         for epochs, seeds in options:
             choice = study(args.dataset, epochs, seeds)
             predicted = predict(choice, n_train, n_test, by_k, args.images_per_s, eval_rate,
-                                fixed_s, ((bench or {}).get("checkpoint") or {}).get("total_s", 0.0))
+                                fixed_s, ((bench or {}).get("checkpoint") or {}).get("total_s", 0.0),
+                                how.get("strategy") in ("loop", "map", "separate"))
             if predicted <= args.budget:
                 break
     choice = dataclasses.replace(choice, **how)
     log(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); way: "
         f"{how or 'backend defaults'}; rates by stack size: {by_k or args.images_per_s}")
+    if predicted > args.budget:
+        log(f"WARNING: even the shortest schedule is predicted at {predicted:.0f} s, over the "
+            f"{args.budget:.0f} s budget")
     log(f"chosen: {choice.epochs} epochs (drops {list(choice.lr_drop_epochs)}), retrain_seeds "
         f"{choice.retrain_seeds}, {sum(choice.network_epochs().values()):,.0f} network-epochs; "
         f"predicted {predicted:.0f} s of a {args.budget:.0f} s budget (fixed cost "

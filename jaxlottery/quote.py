@@ -40,9 +40,10 @@ def _matches(row: dict, where: dict) -> bool:
     return True
 
 
-def namespace(results: dict, run: dict | None = None) -> dict[str, Any]:
+def namespace(results: dict, run: dict | None = None, here: str | None = None) -> dict[str, Any]:
     """What a placeholder can use: `results`, `run`, row finders over the results' sections and
-    the verdicts' tables, and a few formatting helpers."""
+    the verdicts' tables, `load(path)` for another run's JSON (relative to the template's
+    folder `here`: a reading that compares two runs), and a few formatting helpers."""
 
     def rows(section: str | list, **where) -> list[dict]:
         table = results.get(section) or [] if isinstance(section, str) else section
@@ -75,8 +76,13 @@ def namespace(results: dict, run: dict | None = None) -> dict[str, Any]:
             d["verdict"] for d in table)}
         return ", ".join(f"{n} {v}" for v, n in counts.items())
 
+    def load(path: str) -> Any:
+        if here is None:
+            raise QuoteError("load() needs the template's folder (render_file)")
+        return read_json(os.path.join(here, path))
+
     return {
-        "results": results, "run": run or {}, "rows": rows, "row": row,
+        "results": results, "run": run or {}, "rows": rows, "row": row, "load": load,
         "differences": lambda: verdicts.differences(results),
         "connectivity": lambda: verdicts.connectivity_table(results),
         "pct": lambda x: 100 * x, "duration": estimate.duration, "span": span,
@@ -87,9 +93,10 @@ def namespace(results: dict, run: dict | None = None) -> dict[str, Any]:
     }
 
 
-def render(template: str, results: dict, run: dict | None = None) -> str:
+def render(template: str, results: dict, run: dict | None = None,
+           here: str | None = None) -> str:
     """The template with every placeholder replaced by its value (formatted after a colon)."""
-    ns = namespace(results, run)
+    ns = namespace(results, run, here)
 
     def one(m: re.Match) -> str:
         text = m.group(1).strip()
@@ -119,7 +126,7 @@ def render_file(template_path: str) -> tuple[str, str]:
     here = os.path.dirname(template_path)
     results = read_json(os.path.join(here, header.group(1)))
     run = read_json(os.path.join(here, header.group(2))) if header.group(2) else None
-    return template_path[:-3], render(text[header.end():], results, run)
+    return template_path[:-3], render(text[header.end():], results, run, here)
 
 
 def main(argv: list[str] | None = None) -> None:
