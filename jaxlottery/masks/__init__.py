@@ -7,8 +7,9 @@ Conventions (the whole library relies on them):
   BatchNorm) holds `None`. Counts, densities and overlaps therefore see only prunable
   weights: ResNet-20 has 270,896 of them. `None` is an empty subtree to JAX, so masks pass
   through `jit`, `vmap` and `tree.map(..., is_leaf=masks.is_none)` unchanged.
-- By default the prunable leaves are the conv and dense kernels (leaves named `kernel`);
-  pass `rule=` to choose others.
+- By default the prunable leaves are the conv and dense kernels (leaves named `kernel`, also
+  inside Flax NNX states, `.../kernel/value`); pass `rule=` to choose others. Masks made
+  elsewhere (jaxpruner's uint8 0/1 arrays, NNX states) go through `convert`.
 - A "stack" is a mask (or params) whose leaves carry a leading sibling axis of size k.
   Functions that combine masks (`union`, `intersection`, `vote`, `pairwise_iou`, `compose`)
   take either a stack or a list/tuple of single masks. Functions that describe one mask
@@ -28,6 +29,7 @@ from jaxlottery.masks.algebra import (COMPOSITIONS, Composition, at_least, compo
 from jaxlottery.masks.core import (Density, Mask, Params, Rule, apply, count, default_rule,
                                    density, is_none, layer_densities, layer_sizes, ones_like,
                                    path_str, prunable, stack, stack_size)
+from jaxlottery.masks.interop import convert
 from jaxlottery.masks.io import FORMAT, FORMAT_VERSION, load, save
 from jaxlottery.masks.overlap import (chance_iou, chance_iou_matched, iou, iou_by_layer, overlap,
                                       overlap_by_layer, pairwise_iou, pairwise_iou_by_layer,
@@ -38,7 +40,8 @@ from jaxlottery.stacks import unstack
 
 __all__ = [
     "COMPOSITIONS", "Composition", "Density", "FORMAT", "FORMAT_VERSION", "Mask", "Params", "Rule",
-    "apply", "at_least", "chance_iou", "chance_iou_matched", "compose", "count", "default_rule",
+    "apply", "at_least", "chance_iou", "chance_iou_matched", "compose", "convert", "count",
+    "default_rule",
     "density", "intersection", "iou", "iou_by_layer", "is_none", "layer_densities", "layer_sizes",
     "load", "magnitude_prune", "mask_from_scores", "ones_like", "overlap", "overlap_by_layer",
     "pairwise_iou", "pairwise_iou_by_layer", "pairwise_overlap", "path_str", "prunable",

@@ -32,8 +32,11 @@ def path_str(path: tuple) -> str:
 
 
 def default_rule(path: str, leaf: Any) -> bool:
-    """Prune conv and dense kernels: leaves named `kernel` with at least 2 dimensions."""
-    return path.rsplit("/", 1)[-1] == "kernel" and np.ndim(leaf) >= 2
+    """Prune conv and dense kernels: leaves named `kernel` with at least 2 dimensions (in a
+    Flax NNX state the name comes before the Variable's `value`: `conv/kernel/value`)."""
+    parts = path.split("/")
+    name = parts[-2] if len(parts) > 1 and parts[-1] == "value" else parts[-1]
+    return name == "kernel" and np.ndim(leaf) >= 2
 
 
 def prunable(params: Params, rule: Rule = default_rule) -> Any:
@@ -174,8 +177,10 @@ def _check_mask(m: Mask) -> None:
         raise ValueError("a mask needs at least one prunable (non-None) leaf")
     for p, x in items:
         if x is not None and getattr(x, "dtype", None) != np.bool_:
+            hint = ("; masks.convert(mask) turns 0/1 integer masks (jaxpruner keeps uint8) into "
+                    "bool" if np.issubdtype(getattr(x, "dtype", np.float32), np.integer) else "")
             raise TypeError(f"mask leaf {path_str(p)!r} must be a bool array, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
+                            f"{getattr(x, 'dtype', type(x).__name__)}{hint}")
 
 
 def _check_same(ms: list, require_bool: bool = True) -> None:
