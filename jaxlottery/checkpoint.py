@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxlottery.files import atomic_open, atomic_write_bytes, fault_point
+from jaxlottery.masks.core import nest, path_str
 from jaxlottery.sharding import fully_addressable
 
 
@@ -120,20 +121,46 @@ def read_json(path: str) -> Any:
 
 
 def save_arrays(path: str, tree: Any) -> None:
-    """A pytree of arrays as an .npz (leaves in flatten order), atomically."""
+    """A pytree of arrays as an .npz keyed by each leaf's path (`params/conv_0/kernel`), so the
+    file reads back without the tree it came from (`load_arrays`, `jaxlottery.load_run`);
+    written atomically."""
+    items = jax.tree_util.tree_flatten_with_path(tree)[0]
+    keys = [path_str(p) or "leaf" for p, _ in items]
+    if len(set(keys)) != len(keys) or any(k.startswith("arr_") for k in keys):
+        raise ValueError(f"{path}: leaf paths must be unique and not start with 'arr_' "
+                         f"(the older positional layout), got {keys[:5]}...")
     with atomic_open(path) as f:
-        np.savez(f, *[np.asarray(x) for x in jax.tree.leaves(tree)])
+        np.savez(f, **{k: np.asarray(x) for k, (_, x) in zip(keys, items)})
 
 
-def load_arrays(path: str, like: Any, as_numpy: bool = False) -> Any:
-    """Read `save_arrays` output back into the structure of `like` (as host numpy arrays
-    with `as_numpy`, for slicing without a compiled program per shape)."""
+def load_arrays(path: str, like: Any = None, as_numpy: bool = False) -> Any:
+    """Read a `save_arrays` file: without `like` as nested dicts from its leaf paths; with `like`
+    in that tree's structure, each leaf found by its path (a ValueError names the first path
+    that differs). Files of earlier versions hold positional arrays (`arr_0`, ...) and need
+    `like`. Host numpy arrays with `as_numpy` (for slicing without a compiled program per
+    shape), else device arrays."""
     with np.load(path, allow_pickle=False) as f:
-        leaves = [f[f"arr_{i}"] for i in range(len(f.files))]
-    treedef = jax.tree.structure(like)
-    if treedef.num_leaves != len(leaves):
-        raise ValueError(f"{path}: holds {len(leaves)} arrays, expected {treedef.num_leaves}")
-    return jax.tree.unflatten(treedef, leaves if as_numpy else [jax.numpy.asarray(x) for x in leaves])
+        arrays = {k: f[k] for k in f.files}
+    convert = (lambda x: x) if as_numpy else jax.numpy.asarray
+    positional = all(k == f"arr_{i}" for i, k in enumerate(arrays))
+    if like is None:
+        if positional and arrays:
+            raise ValueError(f"{path}: an earlier version's positional arrays; pass like= (a tree "
+                             "of the same structure), as jaxlottery.load_run does")
+        return nest({k: convert(x) for k, x in arrays.items()})
+    items, treedef = jax.tree_util.tree_flatten_with_path(like)
+    if len(items) != len(arrays):
+        raise ValueError(f"{path}: holds {len(arrays)} arrays, expected {len(items)}")
+    if positional:
+        leaves = [arrays[f"arr_{i}"] for i in range(len(items))]
+    else:
+        keys = [path_str(p) or "leaf" for p, _ in items]
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise ValueError(f"{path}: no array for {missing[0]!r} (it holds "
+                             f"{', '.join(list(arrays)[:3])}, ...)")
+        leaves = [arrays[k] for k in keys]
+    return jax.tree.unflatten(treedef, [convert(x) for x in leaves])
 
 
 def _plain(x: Any) -> Any:

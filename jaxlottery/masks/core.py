@@ -31,6 +31,18 @@ def path_str(path: tuple) -> str:
     return "/".join(parts)
 
 
+def nest(flat: dict[str, Any]) -> dict:
+    """Nested dicts from leaves keyed by `path_str` paths (Flax trees are nested dicts)."""
+    out: dict = {}
+    for key, x in flat.items():
+        *parents, last = key.split("/")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[last] = x
+    return out
+
+
 def default_rule(path: str, leaf: Any) -> bool:
     """Prune conv and dense kernels: leaves named `kernel` with at least 2 dimensions (in a
     Flax NNX state the name comes before the Variable's `value`: `conv/kernel/value`)."""

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlottery.masks.core import Mask, is_none, path_str
+from jaxlottery.masks.core import Mask, is_none, nest, path_str
 
 
 def convert(tree: Any) -> Mask:
@@ -29,14 +29,8 @@ def convert(tree: Any) -> Mask:
     leaves = [_as_bool(path, x) for path, (_, x) in zip(paths, items)]
     if not items or not all(p.endswith("/value") for p in paths):
         return jax.tree.unflatten(treedef, leaves)
-    out: dict = {}  # an NNX state: the same tree without the Variables' `value` level
-    for path, x in zip(paths, leaves):
-        *parents, last = path.split("/")[:-1]
-        node = out
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = x
-    return out
+    # An NNX state: the same tree without the Variables' `value` level.
+    return nest({path[:-len("/value")]: x for path, x in zip(paths, leaves)})
 
 
 def _as_bool(path: str, x: Any) -> Any:

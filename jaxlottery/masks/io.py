@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlottery.files import atomic_open
-from jaxlottery.masks.core import Mask, Params, _check_mask, is_none, path_str
+from jaxlottery.masks.core import Mask, Params, _check_mask, is_none, nest, path_str
 
 FORMAT = "jaxlottery.mask"
 FORMAT_VERSION = 1
@@ -58,7 +58,7 @@ def load(path: str | os.PathLike, like: Params | None = None) -> Mask:
         leaves.append(None if x is None else jnp.asarray(x))
     paths = [e["path"] for e in entries]
     if like is None:
-        return _nest(paths, leaves)
+        return nest(dict(zip(paths, leaves)))
     like_items, treedef = jax.tree_util.tree_flatten_with_path(like, is_leaf=is_none)
     like_paths = [path_str(p) for p, _ in like_items]
     for p, q, x, (_, ref) in zip(paths, like_paths, leaves, like_items):
@@ -72,14 +72,3 @@ def load(path: str | os.PathLike, like: Params | None = None) -> Mask:
         raise ValueError(f"{path}: mask does not fit: {len(paths)} leaves against "
                          f"{len(like_paths)} in the tree; first unmatched path {first!r}")
     return jax.tree.unflatten(treedef, leaves)
-
-
-def _nest(paths: list[str], leaves: list) -> dict:
-    out: dict = {}
-    for p, x in zip(paths, leaves):
-        node = out
-        *parents, last = p.split("/")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = x
-    return out
