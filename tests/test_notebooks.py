@@ -45,12 +45,17 @@ def test_notebooks_are_stored_without_outputs(name):
                for c in nb.cells if c.cell_type == "code")
 
 
-def test_masks_tour_runs(tmp_path):
-    nb = execute("masks_tour.ipynb", "DEPTH, WIDTH = 8, 4\nK = 3\nDENSITY = 0.2", tmp_path)
+def test_masks_tour_runs(smoke, tmp_path):
+    _, rundir, _, _ = smoke
+    nb = execute("masks_tour.ipynb", f"DEPTH, WIDTH = 8, 4\nK = 3\nDENSITY = 0.2\nRUN_DIR = {rundir!r}",
+                 tmp_path)
     text = text_of(nb)
     assert "prunable weights kept" in text and "layer-matched chance" in text
     assert "round trip exact: True" in text and "same under jit: True" in text
     assert "wrong tree:" in text
+    assert "uint8 mask: mask leaf" in text and "masks.convert(mask)" in text
+    assert "converted, same mask: True" in text and "NNX state pruned: 128 of 640 kept" in text
+    assert f"{rundir}: {SMOKE.k} sibling masks spawned at epoch {SMOKE.spawn_epochs[-1]}" in text
 
 
 def test_reproduce_paper_resumes_a_run_and_shows_every_result(smoke, tmp_path):
@@ -65,6 +70,7 @@ def test_reproduce_paper_resumes_a_run_and_shows_every_result(smoke, tmp_path):
     text = text_of(nb)
     for line in ("Consistency:", "Composability:", "Mode connectivity:", "Baselines:", "IMP:"):
         assert line in text
+    assert f"{SMOKE.k} siblings spawned at epoch {SMOKE.spawn_epochs[0]}: mean pairwise IoU" in text
     figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert figures == len(report.figures(results)) == 6  # the paper's 3, connectivity, baselines, IMP
     with open(runs / SMOKE.run_id() / "results.json") as f:
