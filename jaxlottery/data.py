@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import NamedTuple, Sequence
 
 import jax
@@ -70,8 +71,9 @@ class DataFormatError(ValueError):
 def load(source: str, data_dir: str | None = None, *, download: bool = True) -> Dataset:
     """Load `"synthetic"`, a `.npz` path, or else a TFDS dataset name (see the module docstring).
 
-    CIFAR-10/100 that TFDS has not prepared in `data_dir` come from the official archive
-    (`datasets.load_cifar`), which needs no TensorFlow.
+    CIFAR-10/100: TFDS's prepared copy in `data_dir` when it is readable without TensorFlow
+    (array_record), else the official archive (`datasets.load_cifar`: downloaded with a progress
+    bar into `data_dir`, converted once to `<data_dir>/jaxlottery/<name>.npz`), never a refusal.
     """
     from jaxlottery import datasets  # the readers need Dataset and the errors defined here
 
@@ -85,7 +87,14 @@ def load(source: str, data_dir: str | None = None, *, download: bool = True) -> 
                               "x_test=..., y_test=...)")
     if os.path.isdir(source):
         return datasets.load_idx(source)
-    if source in datasets.CIFAR_ARCHIVES and not datasets.tfds_prepared(source, data_dir):
+    if source in datasets.CIFAR_ARCHIVES:
+        if datasets.tfds_prepared(source, data_dir):
+            try:
+                return datasets.load_tfds(source, data_dir, download)
+            except datasets.PreparedNeedsTensorFlow:
+                warnings.warn(f"{source}: TFDS's copy in {datasets.default_data_dir(data_dir)} is "
+                              "tfrecord, which needs TensorFlow; reading the official archive "
+                              "instead", stacklevel=2)
         return datasets.load_cifar(source, data_dir, download)
     return datasets.load_tfds(source, data_dir, download)
 

@@ -100,13 +100,21 @@ def load_cifar(name: str, data_dir: str | None = None, download: bool = True) ->
     return ds
 
 
-def _download(url: str, path: str) -> None:
-    """Fetch `url` to `path` atomically (a cut download leaves no file)."""
+def _download(url: str, path: str, progress: bool = True) -> None:
+    """Fetch `url` to `path` atomically (a cut download leaves no file), with a progress bar
+    (bytes, rate and ETA) on stderr."""
     import urllib.request
 
+    from tqdm.auto import tqdm
+
     with atomic_open(path) as f, urllib.request.urlopen(url, timeout=60) as r:
-        while chunk := r.read(1 << 20):
-            f.write(chunk)
+        size = r.headers.get("Content-Length") if getattr(r, "headers", None) else None
+        with tqdm(total=int(size) if size else None, unit="B", unit_scale=True,
+                  unit_divisor=1024, desc=f"downloading {os.path.basename(path)}",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
 
 
 def _md5(path: str) -> str:
@@ -192,6 +200,11 @@ def _quiet_tfds() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class PreparedNeedsTensorFlow(DatasetUnavailableError):
+    """TFDS prepared the dataset in a format only TensorFlow reads (tfrecord, `tfds.load`'s
+    default): for CIFAR, `data.load` reads the official archive instead."""
+
+
 def tfds_prepared(name: str, data_dir: str | None) -> bool:
     """Whether TFDS has `name` prepared in `data_dir` (False where tfds is not installed)."""
     try:
@@ -250,7 +263,8 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = True) -> 
             f"it is prepared there as {builder.info.file_format.value}, which needs TensorFlow "
             "to read; prepare it again with file_format='array_record' in another data_dir"
         )
-        raise _unavailable(name, where, reason) from e
+        error = _unavailable(name, where, reason)
+        raise PreparedNeedsTensorFlow(str(error)) from e
     x_train, y_train = _read_split(train, image.shape)
     x_test, y_test = _read_split(test, image.shape)
     mean, std = normalization(name, x_train)

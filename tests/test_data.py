@@ -396,6 +396,44 @@ def test_cifar10_from_the_official_archive_layout(tmp_path, monkeypatch):
     assert again.name == "cifar10"
 
 
+def _serve_fake_cifar10(tmp_path, monkeypatch):
+    served = tmp_path / "served" / "cifar-10-python.tar.gz"
+    served.parent.mkdir()
+    _fake_cifar10_archive(served)
+    monkeypatch.setitem(datasets.CIFAR_ARCHIVES, "cifar10", (served.as_uri(), datasets._md5(str(served))))
+
+
+def test_cifar10_prepared_by_tfds_is_used_when_readable_without_tensorflow(tmp_path, monkeypatch):
+    """TFDS's copy (array_record, mocked) wins; the archive is not fetched."""
+    monkeypatch.setitem(datasets.CIFAR_ARCHIVES, "cifar10", ("http://unused.invalid/x.tar.gz", "0" * 32))
+    monkeypatch.setattr(datasets, "tfds_prepared", lambda name, data_dir: True)
+    with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+        ds = data.load("cifar10", str(tmp_path))
+    assert ds.x_train.shape == (6, 32, 32, 3) and not (tmp_path / "jaxlottery").exists()
+
+
+def test_cifar10_prepared_as_tfrecord_falls_back_to_the_archive_with_a_progress_bar(
+        tmp_path, monkeypatch, capfd):
+    """`tfds.load`'s default format needs TensorFlow: the official archive is read instead,
+    downloaded into data_dir with a progress bar, never a refusal."""
+    _serve_fake_cifar10(tmp_path, monkeypatch)
+    monkeypatch.setattr(datasets, "tfds_prepared", lambda name, data_dir: True)
+
+    def tfrecord(*args, **kwargs):  # what TFDS raises for a tfrecord folder without TensorFlow
+        raise NotImplementedError("tfrecord needs TensorFlow")
+
+    root = tmp_path / "data"
+    with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+        with monkeypatch.context() as mp:
+            mp.setattr(tfds.core.DatasetBuilder, "as_data_source", tfrecord)
+            with pytest.warns(UserWarning, match="is tfrecord, which needs TensorFlow; reading the "
+                                                 "official archive instead"):
+                ds = data.load("cifar10", str(root))
+    assert ds.x_train.shape == (20, 32, 32, 3)
+    assert (root / "cifar-10-python.tar.gz").is_file() and (root / "jaxlottery" / "cifar10.npz").is_file()
+    assert "downloading cifar-10-python.tar.gz" in capfd.readouterr().err
+
+
 def test_cifar10_archive_put_by_hand_and_checksum(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
     _fake_cifar10_archive(archive)
