@@ -43,3 +43,18 @@ def test_the_readme_commands_name_real_files():
     assert 'pip install -e ".[dev]" && python -m pytest' in README
     ci = open(os.path.join(ROOT, ".ci", "run")).read()
     assert 'python -m pip install -e ".[dev]"' in ci and "python -m pytest" in ci
+
+
+def test_dependency_floors_are_the_tested_minimum_versions():
+    """pyproject.toml's floors are exactly the versions .ci/run installs and tests."""
+    project = open(os.path.join(ROOT, "pyproject.toml")).read()
+    floors = dict(re.findall(r'"([a-z_-]+)>=([0-9.]+)"', project.split("[project.scripts]")[0]))
+    pins = dict(re.findall(r"^([a-z_-]+)==([0-9.]+)$",
+                           open(os.path.join(ROOT, ".ci", "min_versions.txt")).read(), re.M))
+    core = ("jax", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
+    from packaging.version import Version  # pytest's own dependency
+
+    assert {p: Version(floors[p]) for p in core} == {p: Version(pins[p]) for p in core}
+    assert pins["jaxlib"] == pins["jax"]
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    assert "-c .ci/min_versions.txt" in ci and 'pytest -m "not slow"' in ci
