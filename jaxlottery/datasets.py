@@ -100,7 +100,7 @@ def load_cifar(name: str, data_dir: str | None = None, download: bool = True) ->
     return ds
 
 
-def _download(url: str, path: str, progress: bool = True) -> None:
+def _download(url: str, path: str) -> None:
     """Fetch `url` to `path` atomically (a cut download leaves no file), with a progress bar
     (bytes, rate and ETA) on stderr."""
     import urllib.request
@@ -108,10 +108,10 @@ def _download(url: str, path: str, progress: bool = True) -> None:
     from tqdm.auto import tqdm
 
     with atomic_open(path) as f, urllib.request.urlopen(url, timeout=60) as r:
-        size = r.headers.get("Content-Length") if getattr(r, "headers", None) else None
+        size = r.headers.get("Content-Length")
         with tqdm(total=int(size) if size else None, unit="B", unit_scale=True,
                   unit_divisor=1024, desc=f"downloading {os.path.basename(path)}",
-                  disable=not progress, dynamic_ncols=True) as bar:
+                  dynamic_ncols=True) as bar:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
                 bar.update(len(chunk))
