@@ -272,6 +272,86 @@ def test_chance_iou_formula():
     assert float(masks.chance_iou(1.0, 1.0)) == 1.0
 
 
+# --- chance-corrected agreement: Cohen's kappa, layer-stratified ---------------------------------
+
+def test_kappa_exact_on_a_hand_built_pair():
+    # Layer w (8 weights): a keeps 0-3, b keeps 0-1 and 4-5: both kept 2, both pruned 2, so
+    # p_o = 4/8, p_e = 0.5*0.5 + 0.5*0.5 = 1/2: kappa 0. Layer v (4 weights): identical masks
+    # keeping 1 of 4: p_o = 1, p_e = 1/16 + 9/16 = 10/16. Stratified:
+    # (8 (1/2 - 1/2) + 4 (1 - 10/16)) / (8 (1 - 1/2) + 4 (1 - 10/16)) = 1.5 / 5.5.
+    a = {"w": {"kernel": jnp.arange(8).reshape(2, 4) < 4}, "v": {"kernel": jnp.arange(4).reshape(2, 2) < 1}}
+    b = {"w": {"kernel": jnp.asarray(np.isin(np.arange(8), [0, 1, 4, 5]).reshape(2, 4))},
+         "v": {"kernel": jnp.arange(4).reshape(2, 2) < 1}}
+    assert float(masks.kappa(a, b)) == pytest.approx(1.5 / 5.5, rel=1e-6)
+    by_layer = {k: float(v) for k, v in masks.kappa_by_layer(a, b).items()}
+    assert by_layer == pytest.approx({"w/kernel": 0.0, "v/kernel": 1.0})
+    # Pruned sets of w: a prunes 4-7, b prunes 2, 3, 6, 7: 2 shared of 6; v: 3 of 3.
+    assert float(masks.pruned_iou(a, b)) == pytest.approx(5 / 9)
+    inverse = jax.tree.map(lambda x: ~x, (a, b))
+    assert float(masks.pruned_iou(a, b)) == pytest.approx(float(masks.iou(*inverse)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), d1=st.floats(0.02, 0.98), d2=st.floats(0.02, 0.98))
+def test_kappa_is_one_on_identical_masks_and_symmetric(seed, d1, d2):
+    a, b = random_bool_mask(seed, d1), random_bool_mask(seed + 1, d2)
+    if all(0 < float(v) < 1 for v in masks.layer_densities(a).values()):
+        assert float(masks.kappa(a, a)) == 1.0
+    assert float(masks.kappa(a, b)) == pytest.approx(float(masks.kappa(b, a)), abs=1e-6)
+    assert -1.0 - 1e-6 <= float(masks.kappa(a, b)) <= 1.0 + 1e-6
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), d=st.floats(0.05, 0.95))
+def test_kappa_does_not_depend_on_the_order_of_the_layers(seed, d):
+    """The same leaves under names that sort in the opposite order (jax.tree order changes)."""
+    a, b = random_bool_mask(seed, d), random_bool_mask(seed + 7, d)
+    rename = lambda m: {"z_conv": m["conv"], "a_dense": m["dense"], "bn": m["bn"]}  # noqa: E731
+    assert float(masks.kappa(rename(a), rename(b))) == pytest.approx(float(masks.kappa(a, b)),
+                                                                       abs=1e-6)
+
+
+def test_kappa_of_independent_random_masks_is_near_zero_at_any_per_layer_densities():
+    """Random masks that keep the same count per layer as a very uneven magnitude mask agree
+    like chance: kappa ~ 0 while their IoU sits far above the naive chance."""
+    m = {"a": {"kernel": jnp.arange(5000).reshape(100, 50) < 3500},  # 70% kept
+         "b": {"kernel": jnp.arange(30000).reshape(300, 100) < 1500}}  # 5% kept
+    kappas, ious = [], []
+    for s in range(6):
+        x = masks.random_mask_like(jax.random.key(2 * s), m)
+        y = masks.random_mask_like(jax.random.key(2 * s + 1), m)
+        kappas.append(float(masks.kappa(x, y)))
+        ious.append(float(masks.iou(x, y)))
+    # std of one kappa here is about 0.007; the mean of 6 within 0.01 of 0
+    assert abs(np.mean(kappas)) < 0.01, kappas
+    assert np.mean(ious) == pytest.approx(float(masks.chance_iou_matched(m)), abs=0.01)
+    assert np.mean(ious) > float(masks.chance_iou(*(2 * [float(masks.density(m))]))) + 0.05
+
+
+def test_pairwise_kappa_pruned_iou_and_matched_chance_match_pairs():
+    ms = [random_bool_mask(i, 0.3 + 0.1 * i) for i in range(4)]
+    kap, piou = np.asarray(masks.pairwise_kappa(ms)), np.asarray(masks.pairwise_pruned_iou(ms))
+    chance = np.asarray(masks.pairwise_chance_iou_matched(ms))
+    np.testing.assert_allclose(np.diag(kap), 1.0)
+    for i in range(4):
+        for j in range(4):
+            assert kap[i, j] == pytest.approx(float(masks.kappa(ms[i], ms[j])), abs=1e-6)
+            assert piou[i, j] == pytest.approx(float(masks.pruned_iou(ms[i], ms[j])), abs=1e-6)
+            assert chance[i, j] == pytest.approx(float(masks.chance_iou_matched(ms[i], ms[j])),
+                                                 abs=1e-6)
+    by_layer = masks.pairwise_kappa_by_layer(ms)
+    assert float(by_layer["conv/kernel"][1, 3]) == pytest.approx(
+        float(masks.kappa_by_layer(ms[1], ms[3])["conv/kernel"]), abs=1e-6)
+    stacked = masks.stack(ms[:2])
+    np.testing.assert_allclose(np.asarray(masks.kappa(stacked, masks.stack(ms[2:]), stacked=True)),
+                               [kap[0, 2], kap[1, 3]], atol=1e-6)
+
+
+def test_kappa_of_masks_that_agree_on_nothing_informative_is_not_a_number():
+    full = {"w": {"kernel": jnp.ones((3, 4), bool)}}
+    assert np.isnan(float(masks.kappa(full, full)))  # every layer entirely kept: no information
+
+
 @pytest.mark.slow
 def test_empirical_random_iou_matches_chance_within_sampling_error():
     params = {"w": {"kernel": jnp.zeros((200, 250))}}  # 50,000 weights

@@ -31,9 +31,12 @@ from jaxlottery.masks.core import (Density, Mask, Params, Rule, apply, count, de
                                    path_str, prunable, stack, stack_size)
 from jaxlottery.masks.interop import convert
 from jaxlottery.masks.io import FORMAT, FORMAT_VERSION, load, save
-from jaxlottery.masks.overlap import (chance_iou, chance_iou_matched, iou, iou_by_layer, overlap,
-                                      overlap_by_layer, pairwise_iou, pairwise_iou_by_layer,
-                                      pairwise_overlap)
+from jaxlottery.masks.overlap import (chance_iou, chance_iou_matched, iou, iou_by_layer, kappa,
+                                      kappa_by_layer, overlap, overlap_by_layer,
+                                      pairwise_chance_iou_matched, pairwise_iou,
+                                      pairwise_iou_by_layer, pairwise_kappa,
+                                      pairwise_kappa_by_layer, pairwise_overlap,
+                                      pairwise_pruned_iou, pruned_iou)
 from jaxlottery.masks.pruning import (magnitude_prune, mask_from_scores, random_mask,
                                       random_mask_like)
 from jaxlottery.stacks import unstack
@@ -42,9 +45,10 @@ __all__ = [
     "COMPOSITIONS", "Composition", "Density", "FORMAT", "FORMAT_VERSION", "Mask", "Params", "Rule",
     "apply", "at_least", "chance_iou", "chance_iou_matched", "compose", "convert", "count",
     "default_rule",
-    "density", "intersection", "iou", "iou_by_layer", "is_none", "layer_densities", "layer_sizes",
-    "load", "magnitude_prune", "mask_from_scores", "ones_like", "overlap", "overlap_by_layer",
-    "pairwise_iou", "pairwise_iou_by_layer", "pairwise_overlap", "path_str", "prunable",
-    "random_mask", "random_mask_like", "register", "save", "stack", "stack_size", "union",
+    "density", "intersection", "iou", "iou_by_layer", "is_none", "kappa", "kappa_by_layer",
+    "layer_densities", "layer_sizes", "load", "magnitude_prune", "mask_from_scores", "ones_like",
+    "overlap", "overlap_by_layer", "pairwise_chance_iou_matched", "pairwise_iou",
+    "pairwise_iou_by_layer", "pairwise_kappa", "pairwise_kappa_by_layer", "pairwise_overlap",
+    "pairwise_pruned_iou", "path_str", "prunable", "pruned_iou", "random_mask", "random_mask_like", "register", "save", "stack", "stack_size", "union",
     "unstack", "vote",
 ]
