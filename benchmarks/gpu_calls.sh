@@ -7,6 +7,11 @@
 #   bash benchmarks/gpu_calls.sh study   # ~7 min: the full-size Fashion-MNIST study, sized from
 #                                        # the first call's files: left in /tmp/jl_in on a machine
 #                                        # still warm, else copied here into .device/in
+#   bash benchmarks/gpu_calls.sh claim1  # ~7 min: claim 1's decisive run (issue 22): siblings at
+#                                        # t = 0 with the paper's recipe for as many of its 160
+#                                        # epochs as fit, snapshots of the overlap; sized like study
+#                                        # from the bench call's files, else at RATE images/s (the
+#                                        # H100 study ran at 31,595 end to end on 2026-11-26)
 #
 # Data: the Debian package dataset-fashion-mnist's four IDX files in .device/fashion-mnist
 # (an ignored folder that the call carries). Everything comes back through $OUT.
@@ -41,8 +46,16 @@ study)
         --calibration="$IN/calibrate.json" --out="$OUT" --workdir=/tmp/study_runs 2>&1 \
         | grep -v "it/s\]$" | tail -n 40
     ;;
+claim1)
+    IN=/tmp/jl_in
+    [ -f .device/in/accelerator.json ] && IN=.device/in
+    timeout "${STUDY_TIMEOUT:-400}" python experiments/timed_study.py --design=claim1 \
+        --dataset="$DATA" --budget="${STUDY_BUDGET:-330}" ${WAY:+--way=$WAY} \
+        $([ -f "$IN/accelerator.json" ] && echo --bench="$IN/accelerator.json") \
+        --images_per_s="${RATE:-30000}" --out="$OUT" --workdir=/tmp/claim1_runs 2>&1 | grep -v "it/s\]$" | tail -n 40
+    ;;
 *)
-    echo "usage: bash benchmarks/gpu_calls.sh bench|study" >&2
+    echo "usage: bash benchmarks/gpu_calls.sh bench|study|claim1" >&2
     exit 2
     ;;
 esac

@@ -17,6 +17,13 @@ at each stage's stack size, in the fastest way measured near k siblings; test im
 second for the per-epoch evaluations; its measured compile times for the programs the study
 compiles. Without a benchmark it assumes the rates given by --images_per_s.
 
+`--design=claim1` is the decisive run of claim 1 instead (siblings at t = 0 only, PROTOCOL.md's
+"what a run can test"): the paper's recipe (drops at 50% and 75% of the schedule) for as many of
+the paper's 160 epochs as fit, `CLAIM1_EPOCHS` tried longest first, at each length cutting the
+siblings and then the control (`CLAIM1_SHAPES`) before the schedule; snapshots of the overlap at
+about ten epochs (auto); no retraining. It states the initialization's imprint its schedule
+keeps (`jaxlottery.imprint`).
+
 Writes to OUT: results.json, report.md, run.json (device, date, chosen schedule, predicted and
 measured seconds, peak memory), log.txt and report.tar.gz (the CSVs and figures), at most 8
 files, as a lent device's call brings back.
@@ -60,6 +67,21 @@ def study(dataset: str, epochs: int, retrain_seeds: int, size: str = "full") -> 
                   independent_inits=2, k_values=(2, 4), retrain_spawn_epochs=(2,),
                   retrain_densities=(0.8**10,), baseline_siblings=2, retrain_seeds=retrain_seeds,
                   lmc_pairs=2, **SIZES[size])
+
+
+CLAIM1_PROGRAMS = 6  # two stacks (siblings, control), each a full and a tail program and evaluation
+CLAIM1_EPOCHS = (160, 120, 100, 80, 60, 50, 40, 30, 20, 12)
+CLAIM1_SHAPES = ((4, 2), (3, 2), (2, 2), (2, 0))  # (siblings, control networks), in cutting order
+
+
+def claim1(dataset: str, epochs: int, k: int, control: int, size: str = "full") -> Config:
+    """Claim 1 at schedule length `epochs`: k siblings spawned at initialization and `control`
+    independently initialized networks, the paper's recipe with drops at 50% and 75%."""
+    drops = tuple(sorted({epochs // 2, epochs * 3 // 4} - {0}))
+    return Config(dataset=dataset, epochs=epochs, lr_drop_epochs=drops, k=k, spawn_epochs=(0,),
+                  densities=(0.8**7, 0.8**10, 0.8**14), independent_inits=control,
+                  k_values=(2,), retrain_spawn_epochs=(), baseline_siblings=1, lmc_pairs=0,
+                  **SIZES[size])
 
 
 def stack_sizes(cfg: Config) -> dict[str, int]:
@@ -133,6 +155,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", choices=sorted(SIZES), default="full",
                     help="full; calibrate (the full model on subsets, 6 epochs: the fixed cost); "
                     "tiny (a toy model too: a CPU check)")
+    ap.add_argument("--design", choices=("composition", "claim1"), default="composition",
+                    help="composition: the study above; claim1: siblings at t = 0 only, as long a "
+                    "schedule as fits (the module docstring)")
     ap.add_argument("--calibration", default=None, help="run.json of a --size=calibrate run on "
                     "the same device: its wall time is used as the fixed cost")
     args = ap.parse_args(argv)
@@ -152,20 +177,26 @@ def main(argv=None) -> int:
             bench = json.load(f)
     way = tuple(args.way.split(":")) if args.way else None
     by_k, eval_rate, compile_s, how = rates(bench, args.images_per_s, way)
-    fixed_s, fixed_from = FIXED_S + PROGRAMS * compile_s, "estimated"
+    programs = PROGRAMS if args.design == "composition" else CLAIM1_PROGRAMS
+    fixed_s, fixed_from = FIXED_S + programs * compile_s, "estimated"
     if args.calibration and os.path.exists(args.calibration):
         with open(args.calibration) as f:
             fixed_s, fixed_from = float(json.load(f)["wall_seconds"]), args.calibration
     probe = experiment.load_dataset(study(args.dataset, 30, 1, args.size))
     n_train, n_test = len(probe.y_train), len(probe.y_test)
-    if args.size != "full":
+    if args.design == "claim1":
+        options = [lambda e=e, k=k, c=c: claim1(args.dataset, e, k, c, args.size)
+                   for e in ([args.epochs] if args.epochs else CLAIM1_EPOCHS)
+                   for k, c in CLAIM1_SHAPES]
+    else:
+        options = [lambda e=e, r=r: study(args.dataset, e, r)
+                   for e in ([args.epochs] if args.epochs else EPOCHS)
+                   for r in ((2, 1) if e == EPOCHS[0] and not args.epochs else (1,))]
+    if args.size != "full" and args.design == "composition":
         choice, predicted = study(args.dataset, 6, 1, args.size), 0.0
     else:
-        options = [(e, r) for e in EPOCHS for r in ((2, 1) if e == EPOCHS[0] else (1,))]
-        if args.epochs:
-            options = [(args.epochs, 1)]
-        for epochs, seeds in options:
-            choice = study(args.dataset, epochs, seeds)
+        for option in options:
+            choice = option()
             predicted = predict(choice, n_train, n_test, by_k, args.images_per_s, eval_rate,
                                 fixed_s, ((bench or {}).get("checkpoint") or {}).get("total_s", 0.0),
                                 how.get("strategy") in ("loop", "map", "separate"))
@@ -177,10 +208,12 @@ def main(argv=None) -> int:
     if predicted > args.budget:
         log(f"WARNING: even the shortest schedule is predicted at {predicted:.0f} s, over the "
             f"{args.budget:.0f} s budget")
-    log(f"chosen: {choice.epochs} epochs (drops {list(choice.lr_drop_epochs)}), retrain_seeds "
+    log(f"chosen: {choice.epochs} epochs (drops {list(choice.lr_drop_epochs)}), k = {choice.k} "
+        f"siblings, {choice.independent_inits} control networks, retrain_seeds "
         f"{choice.retrain_seeds}, {sum(choice.network_epochs().values()):,.0f} network-epochs; "
         f"predicted {predicted:.0f} s of a {args.budget:.0f} s budget (fixed cost "
-        f"{fixed_s:.0f} s, {fixed_from})")
+        f"{fixed_s:.0f} s, {fixed_from}); the schedule keeps {choice.imprint(n_train):.2f} of "
+        "the initialization's value in the final weights")
     t0 = time.perf_counter()
     results = experiment.run(choice, args.workdir, progress=False, log=log)
     wall = time.perf_counter() - t0
@@ -190,7 +223,9 @@ def main(argv=None) -> int:
               "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
               "jax": jax.__version__, "wall_seconds": round(wall),
               "predicted_seconds": round(predicted), "budget_seconds": args.budget,
-              "epochs": choice.epochs, "retrain_seeds": choice.retrain_seeds,
+              "design": args.design, "epochs": choice.epochs, "k": choice.k,
+              "independent_inits": choice.independent_inits, "retrain_seeds": choice.retrain_seeds,
+              "imprint_retained": choice.imprint(n_train),
               "network_epochs": sum(choice.network_epochs().values()),
               "images_per_s": results.get("timing", {}).get("images_per_s"),
               "peak_device_gb": round(stats.get("peak_bytes_in_use", 0) / 2**30, 2) or None,

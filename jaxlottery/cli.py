@@ -63,9 +63,22 @@ def _parse(kind, name: str):
             return False
         raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
+    def auto_or(inner):
+        def convert(s: str):
+            if s.strip().lower() == "auto":
+                return "auto"
+            try:
+                return inner("" if s.strip().lower() == "none" else s)
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(f"expected auto, none or a comma-separated list "
+                                                 f"of integers, got {s!r}") from None
+        return convert
+
     args = typing.get_args(kind)
     if kind is bool:
         return boolean
+    if str in args and any(typing.get_origin(a) is tuple for a in args):  # a list, or "auto"
+        return auto_or(tuple_of(typing.get_args(next(a for a in args if a is not str))[0]))
     if typing.get_origin(kind) is tuple:
         return tuple_of(args[0])
     if type(None) in args:

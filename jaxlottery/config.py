@@ -5,15 +5,8 @@ id hashes only the fields that differ from their defaults (OpenLTH's habit): add
 later, with a default, never renames an old run. Fields that change where or how fast a run
 goes, not what it computes (data_dir, strategy, chunk sizes), are left out of the hash.
 
-Presets (`PRESETS`, `preset(name)`):
-- `paper`: the protocol on CIFAR-10, ResNet-20, k = 10 (about 23,000 network-epochs).
-- `quick`: a scaled study for a laptop CPU: ResNet-8 of width 8, a 4,000-image subset,
-  12 epochs, k = 4. Shows the effects qualitatively; not the paper's numbers.
-- `smoke`: synthetic data, every stage, seconds per stage; for tests and first contact.
-
-`quick` and `smoke` also run every analysis beyond the paper (IMP and parallel IMP, the
-random and re-initialized baselines); `paper` runs those only when asked (--imp_levels,
---random_baselines), since they would more than double its cost.
+Presets (`preset(name, **overrides)`, the bundles in `jaxlottery.presets`): paper (the
+default), quick, smoke, imprint.
 """
 
 from __future__ import annotations
@@ -24,7 +17,11 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
+from jaxlottery import imprint
 from jaxlottery.masks import COMPOSITIONS
+from jaxlottery.presets import PRESETS
 
 PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18))
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
@@ -76,6 +73,16 @@ class Config:
     densities: tuple[float, ...] = option(PAPER_DENSITIES, "fractions of weights kept, for the "
                                           "consistency analysis")
     independent_inits: int = option(3, "control networks trained from different inits (0 or >= 2)")
+    spawn_iterations: tuple[int, ...] = option((), "more spawn points, in iterations of shared "
+                                               "training (beside --spawn_epochs; the LMC paper "
+                                               "finds ResNet-20 stable from about 2,000)")
+    inits: int = option(1, "initializations the consistency design (shared training, siblings, "
+                        "control) is repeated from, each derived from --seed; consistency gets a "
+                        "spread and an interval over inits (composition uses the first)")
+    snapshot_epochs: tuple[int, ...] | str = option(
+        "auto", "epochs at which every sibling's (and control network's) one-shot masks are "
+        "made and their consistency recorded during training; auto: about ten epochs spaced "
+        "geometrically over the schedule; none: only at the end")
     # Composition and retraining
     k_values: tuple[int, ...] = option((2, 3, 5, 10), "numbers of siblings whose masks are "
                                        "composed (capped at --k)")
@@ -134,6 +141,8 @@ class Config:
                     raise ConfigError(f"--{f.name}: expected a list or tuple of values, got "
                                       f"{value!r}")
                 object.__setattr__(self, f.name, tuple(value))
+        if isinstance(self.snapshot_epochs, list):  # a list or "auto"
+            object.__setattr__(self, "snapshot_epochs", tuple(self.snapshot_epochs))
 
     # --- derived ---------------------------------------------------------------------------
 
@@ -141,17 +150,61 @@ class Config:
         """k values for composition, capped at k."""
         return tuple(sorted({min(v, self.k) for v in self.k_values}))
 
-    def network_epochs(self) -> dict[str, float]:
-        """Cost of each training stage in network-epochs (one network, one epoch)."""
+    def steps_per_epoch(self, n_train: int | None = None) -> int:
+        """Iterations per epoch for `n_train` images (default: --train_subset, else CIFAR-10's
+        50,000); the last batch is partial."""
+        n = n_train or self.train_subset or 50_000
+        return -(-n // self.batch_size)
+
+    def spawn_points(self, n_train: int | None = None) -> list[tuple[int | str, int]]:
+        """Every spawn point as (name, iteration), in order: epoch t is named t (an int), an
+        iteration count s of --spawn_iterations is named "<s>it"."""
+        spe = self.steps_per_epoch(n_train)
+        points = [(t, t * spe) for t in self.spawn_epochs]
+        points += [(f"{s}it", s) for s in self.spawn_iterations]
+        return sorted(points, key=lambda p: (p[1], isinstance(p[0], str)))
+
+    def late_spawn_points(self, n_train: int | None = None) -> list[int | str]:
+        """Spawn points at or after the first learning-rate drop: not "a few epochs of shared
+        pretraining" in the paper's sense (PROTOCOL.md, "What a run can test")."""
+        if not self.lr_drop_epochs:
+            return []
+        first = min(self.lr_drop_epochs) * self.steps_per_epoch(n_train)
+        return [name for name, step in self.spawn_points(n_train) if step >= first]
+
+    def snapshots(self) -> tuple[int, ...]:
+        """The epochs (1..epochs) at which sibling consistency is recorded during training:
+        --snapshot_epochs, or with "auto" about ten epochs spaced geometrically from 1 to the
+        end of the schedule."""
+        if self.snapshot_epochs != "auto":
+            return tuple(sorted(self.snapshot_epochs))
+        points = np.unique(np.round(np.geomspace(1, self.epochs, min(10, self.epochs))))
+        return tuple(int(e) for e in points)
+
+    def imprint(self, n_train: int | None = None, from_epoch: float = 0) -> float:
+        """`imprint.retained` of this run's recipe: the fraction of a weight's value at
+        `from_epoch` still in it at the end of training."""
+        spe = self.steps_per_epoch(n_train)
+        return imprint.retained(self, n_train or self.train_subset or 50_000,
+                                round(from_epoch * spe))
+
+    def network_epochs(self, n_train: int | None = None) -> dict[str, float]:
+        """Cost of each training stage in network-epochs (one network, one epoch); spawn points
+        in iterations are converted at `n_train` images (default: see `steps_per_epoch`)."""
         n_masks = len(self.retrain_densities) * (self.masks_per_density() + self.baseline_siblings
                                                  + len(self.random_baseline_methods()))
         n_masks = (n_masks + 1) * self.retrain_seeds  # + the dense control, per data order
-        cost = {
-            "shared": float(max(self.spawn_epochs)),
-            "siblings": float(sum(self.k * (self.epochs - t) for t in self.spawn_epochs)),
+        spe = self.steps_per_epoch(n_train)
+        spawns = [step / spe for _, step in self.spawn_points(n_train)]
+        design = {
+            "shared": float(max(spawns)),
+            "siblings": float(sum(self.k * (self.epochs - t) for t in spawns)),
             "independent": float(self.independent_inits * self.epochs),
-            "retrain": float(sum(n_masks * (self.epochs - t) for t in self.retrain_spawn_epochs)),
         }
+        cost = dict(design, retrain=float(sum(n_masks * (self.epochs - t)
+                                              for t in self.retrain_spawn_epochs)))
+        if self.inits > 1:
+            cost["replicates"] = (self.inits - 1) * sum(design.values())
         if self.imp_levels:
             members = self.imp_levels * (1 + self.imp_siblings() * len(self.imp_chains()[2:]))
             members += self.imp_levels - 1  # one-shot baselines (level 1 is IMP's own level 1)
@@ -179,7 +232,9 @@ class Config:
 
     def imp_rewind(self) -> int:
         """The epoch IMP rewinds to: --imp_rewind_epoch, else the last retraining spawn point."""
-        return max(self.retrain_spawn_epochs) if self.imp_rewind_epoch is None else self.imp_rewind_epoch
+        if self.imp_rewind_epoch is not None:
+            return self.imp_rewind_epoch
+        return max(self.retrain_spawn_epochs) if self.retrain_spawn_epochs else self.spawn_epochs[-1]
 
     def imp_siblings(self) -> int:
         return self.k if self.imp_k is None else self.imp_k
@@ -239,10 +294,21 @@ class Config:
         check_recipe(self)
         for flag, values in (("spawn_epochs", self.spawn_epochs),
                              ("retrain_spawn_epochs", self.retrain_spawn_epochs)):
-            need(len(values) > 0, flag, "needs at least one spawn point")
+            need(len(values) > 0 or flag == "retrain_spawn_epochs", flag,
+                 "needs at least one spawn point")
             need(all(_is_int(t) and 0 <= t < self.epochs for t in values), flag,
                  f"spawn epochs must lie in 0..{self.epochs - 1} (the schedule has "
                  f"{self.epochs} epochs), got {list(values)}")
+        need(all(_is_int(s) and s >= 1 for s in self.spawn_iterations), "spawn_iterations",
+             f"must be positive integers (iterations of shared training), got "
+             f"{list(self.spawn_iterations)}")
+        need(_is_int(self.inits) and self.inits >= 1, "inits",
+             f"must be an integer >= 1, got {self.inits!r}")
+        snaps = self.snapshot_epochs
+        need(snaps == "auto" or (isinstance(snaps, tuple) and all(
+            _is_int(e) and 1 <= e <= self.epochs for e in snaps)), "snapshot_epochs",
+             f"must be auto, none, or epochs in 1..{self.epochs} (the schedule has "
+             f"{self.epochs} epochs), got {snaps if isinstance(snaps, str) else list(snaps)}")
         need(set(self.retrain_spawn_epochs) <= set(self.spawn_epochs), "retrain_spawn_epochs",
              f"must be among --spawn_epochs {list(self.spawn_epochs)}, got "
              f"{list(self.retrain_spawn_epochs)}")
@@ -281,6 +347,9 @@ class Config:
              f"must be an integer >= 0, got {self.imp_levels!r}")
         need(isinstance(self.imp_rate, (int, float)) and 0 < self.imp_rate < 1, "imp_rate",
              f"the fraction pruned per level must lie in (0, 1), got {self.imp_rate!r}")
+        need(not self.imp_levels or self.imp_rewind_epoch is not None
+             or self.retrain_spawn_epochs, "imp_rewind_epoch", "IMP needs an epoch to rewind "
+             "to: give --imp_rewind_epoch (no --retrain_spawn_epochs to take it from)")
         need(self.imp_rewind_epoch is None or self.imp_rewind_epoch in self.spawn_epochs,
              "imp_rewind_epoch", f"must be one of --spawn_epochs {list(self.spawn_epochs)} (the "
              f"weights kept for rewinding), got {self.imp_rewind_epoch!r}")
@@ -308,23 +377,6 @@ class Config:
         need(self.data_dir is None or (isinstance(self.data_dir, str) and self.data_dir.strip()),
              "data_dir", "is empty; leave it out for TFDS's default folder")
         return self
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "quick": dict(model_depth=8, model_width=8, train_subset=4000, test_subset=2000, epochs=12,
-                  lr_drop_epochs=(6, 9), k=4, spawn_epochs=(0, 1, 3),
-                  densities=(0.8**3, 0.8**7, 0.8**10, 0.8**14), independent_inits=2,
-                  k_values=(2, 4), retrain_spawn_epochs=(1,), retrain_densities=(0.8**7, 0.8**14),
-                  baseline_siblings=2, random_baselines=("random", "random_matched", "reinit"),
-                  lmc_pairs=2, imp_levels=4, imp_rate=0.36, imp_k=2, retrain_seeds=2),
-    "smoke": dict(dataset="synthetic", model_depth=8, model_width=4, train_subset=256,
-                  test_subset=128, epochs=3, lr_drop_epochs=(2,), batch_size=64, k=3,
-                  spawn_epochs=(0, 1), densities=(0.5, 0.2), independent_inits=2, k_values=(2, 3),
-                  retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2,
-                  random_baselines=("random", "random_matched", "reinit"), lmc_points=5,
-                  imp_levels=2, imp_k=2, retrain_seeds=2),
-}
 
 
 NOT_HASHED = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["hashed"])

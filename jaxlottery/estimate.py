@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxlottery import models, paths, siblings
+from jaxlottery.config import Config
+from jaxlottery.imprint import TESTABLE
 from jaxlottery.pipeline import INIT, SIBLING_DATA, Context
 
 
@@ -16,8 +18,8 @@ def announce(ctx: Context) -> None:
     """Log the run's address, data, model, cost per stage and how siblings are compiled, and
     (unless every sibling stage is done) the training time, timed on this machine."""
     cfg = ctx.config
-    cost = cfg.network_epochs()
     n = ctx.dataset.x_train.shape[0]
+    cost = cfg.network_epochs(n)
     total = sum(cost.values())
     ctx.log(f"run {cfg.run_id()} in {ctx.rundir}")
     ctx.log(f"data: {ctx.dataset.name}{' (SYNTHETIC)' if ctx.dataset.synthetic else ''}, "
@@ -26,7 +28,9 @@ def announce(ctx: Context) -> None:
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
     ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call))
-    if all(os.path.exists(ctx.path(paths.final(paths.siblings(t)))) for t in cfg.spawn_epochs):
+    for line in science_notes(cfg, n):
+        ctx.log(line)
+    if all(os.path.exists(ctx.path(paths.final(paths.siblings(t)))) for t in ctx.spawn_points):
         ctx.log("estimate: skipped, the sibling stages are done (resuming); what remains is "
                 "retraining and evaluation")
         return
@@ -38,6 +42,23 @@ def announce(ctx: Context) -> None:
     if jax.default_backend() == "cpu" and seconds > 86400:
         ctx.log(f"WARNING: this configuration needs about {duration(seconds)} on this CPU; "
                 "use --preset=quick here, or a GPU/TPU")
+
+
+def science_notes(cfg: Config, n_train: int) -> list[str]:
+    """What the run can test, from its settings alone: the initialization's imprint on the final
+    weights (`jaxlottery.imprint`) and the spawn points after the first learning-rate drop."""
+    kept = cfg.imprint(n_train)
+    lines = [f"imprint: the final weights keep {kept:.2f} of their initial values "
+             "(exp(-wd/(1-momentum) x sum of learning rates); the paper's recipe: 0.04)"
+             + ("" if kept <= TESTABLE else
+                f"; above {TESTABLE:.2f}, this run cannot test claim 1 (near chance at "
+                "t = 0): its masks largely restate W_0's magnitudes")]
+    late = cfg.late_spawn_points(n_train)
+    if late:
+        lines.append(f"WARNING: spawn point(s) {', '.join(map(str, late))} lie at or after the "
+                     f"first learning-rate drop (epoch {min(cfg.lr_drop_epochs)}): not a few "
+                     "epochs of shared pretraining in the paper's sense")
+    return lines
 
 
 def duration(seconds: float) -> str:

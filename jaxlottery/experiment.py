@@ -87,8 +87,8 @@ def dry_run(config: Config, workdir: str = "runs", log: Callable[[str], None] = 
     dataset = load_dataset(config)
     check_feasible(config, dataset)
     ctx = _context(config, rundir, dataset, progress=False, log=log)
-    cost = config.network_epochs()
     n = dataset.x_train.shape[0]
+    cost = config.network_epochs(n)
     state = ("finished" if os.path.exists(os.path.join(rundir, paths.RESULTS)) else
              "started earlier: it would resume" if os.path.exists(rundir) else "new")
     img_s = estimate.measure_throughput(ctx)
@@ -99,8 +99,12 @@ def dry_run(config: Config, workdir: str = "runs", log: Callable[[str], None] = 
     for i, stage in enumerate(stages.STAGES, 1):
         epochs = cost.get(stage.name, 0) + (cost.get("independent", 0)
                                              if stage.name == "siblings" else 0)
+        if stage.name == "replicates" and config.inits == 1:
+            continue
         log(f"  [{i}/{len(stages.STAGES)}] {stage.name}: {stage.label}"
             + (f", {epochs:,.0f} network-epochs" if epochs else ""))
+    for line in estimate.science_notes(config, n):
+        log(line)
     log(f"training: {sum(cost.values()):,.0f} network-epochs, about {estimate.duration(seconds)} "
         f"at {img_s:,.0f} images/s measured on {jax.devices()[0].device_kind} (evaluation "
         "not counted); nothing was written")
@@ -129,6 +133,16 @@ def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
     if config.batch_size > len(dataset.y_train):
         raise ConfigError(f"--batch_size: {config.batch_size} is more than the "
                           f"{len(dataset.y_train):,} training images of {dataset.name}")
+    n_train = len(dataset.y_train)
+    spe, total = config.steps_per_epoch(n_train), config.epochs * config.steps_per_epoch(n_train)
+    for s in config.spawn_iterations:
+        if s >= total:
+            raise ConfigError(f"--spawn_iterations: {s} is not inside the schedule: {config.epochs} "
+                              f"epochs of {spe} iterations ({n_train:,} images, batch "
+                              f"{config.batch_size}) are {total} iterations")
+        if s % spe == 0 and s // spe in config.spawn_epochs:
+            raise ConfigError(f"--spawn_iterations: {s} iterations is spawn epoch {s // spe} "
+                              f"({spe} iterations per epoch); give each spawn point once")
     variables = jax.eval_shape(lambda: models.init(
         jax.random.key(0), config.model_depth, config.model_width, dataset.num_classes,
         dataset.image_shape))
@@ -154,7 +168,7 @@ def check_data(dataset: data_lib.Dataset) -> None:
     """Raise ConfigError for data that loads but cannot give meaningful numbers: labels that
     are not the classes 0..C-1 all present in training, a constant channel (normalization
     divides by its spread). Checked on the whole dataset, before any subset is drawn."""
-    name, y_train, y_test = dataset.name, dataset.y_train, dataset.y_test
+    name, y_train = dataset.name, dataset.y_train
     present = np.unique(y_train)
     if len(present) < 2:
         raise ConfigError(f"--dataset: {name}: every training label is {present.tolist()}; a "

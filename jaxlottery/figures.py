@@ -40,29 +40,118 @@ def _save(fig, path: str) -> None:
 
 
 def figure_overlap(results: dict, path: str) -> list[str]:
-    """Sibling IoU against spawn epoch, one line per density, with both chance baselines."""
+    """Sibling mask agreement against spawn epoch, one line per density: IoU with both chance
+    baselines (left) and Cohen's kappa, whose chance is 0 (right, where the run has it). With
+    several initializations, each init is a thin line and their mean a thick one."""
     plt = _plt()
     rows = results["consistency"]
     densities = sorted({r["density"] for r in rows}, reverse=True)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    inits = sorted({r.get("init", 0) for r in rows})
+    has_kappa = any(r.get("kappa_mean") is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_kappa else 1, figsize=(12 if has_kappa else 6.5, 4.2),
+                             squeeze=False)
+    axes = axes[0]
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(densities)))
     for d, c in zip(densities, colors):
-        rs = sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"])
-        t = [r["spawn_epoch"] for r in rs]
-        ax.errorbar(t, [r["iou_mean"] for r in rs], yerr=[r["iou_std"] or 0 for r in rs], color=c,
-                    marker="o", capsize=3, label=f"{100 * d:.1f}%")
-        ax.plot(t, [r["layer_matched_chance_iou"] for r in rs], color=c, ls=":", lw=1)
-        ax.plot(t, [r["chance_iou"] for r in rs], color=c, ls="--", lw=0.8, alpha=0.6)
-        if rs[0].get("iou_independent_inits") is not None:
-            ax.scatter([t[0] - 0.15], [rs[0]["iou_independent_inits"]], color=c, marker="x")
-    ax.set_xlabel("spawn epoch t")
-    ax.set_ylabel("pairwise IoU of sibling masks")
-    ax.set_title("Mask consistency (dotted: layer-matched chance, dashed: chance,\n"
-                 "x: independent inits; error bars: std over sibling pairs)", fontsize=9)
-    ax.legend(title="density", fontsize=7, ncol=2)
-    labels = _legend(ax)
+        for stat, ax in zip(("iou_mean", "kappa_mean"), axes):
+            by_init = []
+            for i in inits:
+                rs = sorted((r for r in rows if r["density"] == d and r.get("init", 0) == i),
+                            key=lambda r: r["spawn_epoch"])
+                by_init.append(rs)
+                if len(inits) > 1:
+                    ax.plot([r["spawn_epoch"] for r in rs], [_nan(r.get(stat)) for r in rs],
+                            color=c, lw=0.7, alpha=0.6)
+            t = [r["spawn_epoch"] for r in by_init[0]]
+            mean = np.nanmean([[_nan(r.get(stat)) for r in rs] for rs in by_init], axis=0)
+            spread = [r.get(stat.replace("_mean", "_std")) or 0 for r in by_init[0]]
+            ax.errorbar(t, mean, yerr=None if len(inits) > 1 else spread, color=c, marker="o",
+                        capsize=3, lw=1.8 if len(inits) > 1 else 1.2, label=f"{100 * d:.1f}%")
+            control = by_init[0][0].get(stat.replace("_mean", "_independent_inits"))
+            if stat == "iou_mean":
+                ax.plot(t, [r["layer_matched_chance_iou"] for r in by_init[0]], color=c, ls=":", lw=1)
+                ax.plot(t, [r["chance_iou"] for r in by_init[0]], color=c, ls="--", lw=0.8, alpha=0.6)
+            if control is not None:
+                ax.scatter([t[0] - 0.15], [control], color=c, marker="x")
+    axes[0].set_xlabel("spawn epoch t")
+    axes[0].set_ylabel("pairwise IoU of sibling masks")
+    per = (f"thin: each of {len(inits)} inits, thick: their mean" if len(inits) > 1
+           else "error bars: std over sibling pairs")
+    axes[0].set_title("Mask consistency (dotted: layer-matched chance, dashed: chance,\n"
+                      f"x: independent inits; {per})", fontsize=9)
+    axes[0].legend(title="density", fontsize=7, ncol=2)
+    if has_kappa:
+        axes[1].axhline(0, color="gray", lw=0.8)
+        axes[1].set_xlabel("spawn epoch t")
+        axes[1].set_ylabel("Cohen's kappa of sibling masks (layer-stratified)")
+        axes[1].set_title("Chance-corrected: 0 = random masks with the same per-layer densities,"
+                          f"\n1 = identical (x: independent inits; {per})", fontsize=9)
+    labels = _legend(axes[0])
     _save(fig, path)
     return labels
+
+
+def figure_trajectory(results: dict, path: str) -> list[str]:
+    """Overlap through training: one panel per density, sibling kappa against epoch for each
+    spawn point (solid), their kappa with the spawn weights' own mask (dotted: the imprint of
+    W_t), the independent-init control (gray, chance is 0) and the learning-rate drops (dashed
+    verticals). With several initializations each init is drawn."""
+    plt = _plt()
+    rows = results["trajectory"]
+    densities = sorted({r["density"] for r in rows}, reverse=True)
+    spawns = sorted({r["spawn_epoch"] for r in rows if r["control"] is None})
+    inits = sorted({r["init"] for r in rows})
+    cols = min(3, len(densities))
+    nrows = -(-len(densities) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows + 0.6), squeeze=False,
+                             sharex=True, sharey=True)
+    colors = dict(zip(spawns, plt.cm.plasma(np.linspace(0, 0.85, len(spawns)))))
+    drops = results["config"].get("lr_drop_epochs") or []
+    ticks = sorted({r["epoch"] for r in rows})
+    for ax, d in zip(axes.flat, densities):
+        for init in inits:
+            alpha = 1.0 if init == inits[0] else 0.45
+            for t in spawns + [None]:
+                rs = sorted((r for r in rows if r["density"] == d and r["init"] == init
+                             and r["spawn_epoch"] == t and (r["control"] is None) == (t is not None)),
+                            key=lambda r: r["epoch"])
+                if not rs:
+                    continue
+                e = [r["epoch"] for r in rs]
+                first = init == inits[0]
+                if t is None:
+                    ax.plot(e, [_nan(r["kappa_mean"]) for r in rs], color="gray", marker="x",
+                            lw=1, alpha=alpha, label="independent inits" if first else None)
+                    continue
+                ax.plot(e, [_nan(r["kappa_mean"]) for r in rs], color=colors[t], marker="o",
+                        ms=3, lw=1.3, alpha=alpha, label=f"siblings, t={t:g}" if first else None)
+                ax.plot(e, [_nan(r.get("kappa_with_spawn_mask")) for r in rs], color=colors[t],
+                        ls=":", lw=1.1, alpha=alpha,
+                        label=f"with W_{t:g}'s mask" if first else None)
+        for drop in drops:
+            ax.axvline(drop, color="k", ls="--", lw=0.6, alpha=0.5)
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(e) for e in ticks])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_title(f"{100 * d:.1f}% density", fontsize=9)
+    for ax in axes.flat[len(densities):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch (log scale; dashed: learning-rate drops)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("kappa (0 = chance, 1 = identical)")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("Mask consistency through training" + (f" ({len(inits)} inits: the first solid, "
+                                                        "the others faded)" if len(inits) > 1 else ""),
+                 fontsize=10)
+    labels = _legend(axes.flat[0])
+    _save(fig, path)
+    return labels
+
+
+def _nan(v) -> float:
+    return np.nan if v is None else v
 
 
 def figure_accuracy(results: dict, path: str) -> list[str]:
@@ -111,7 +200,7 @@ def figure_layers(results: dict, path: str) -> list[str]:
     plt = _plt()
     rows = results["consistency_layers"]
     d = reference_density(sorted({r["density"] for r in rows}))
-    rs = [r for r in rows if r["density"] == d]
+    rs = [r for r in rows if r["density"] == d and r.get("init", 0) == 0]
     layers = sorted(dict.fromkeys(r["layer"] for r in rs), key=_network_order)
     epochs = sorted({r["spawn_epoch"] for r in rs})
     excess = np.full((len(layers), len(epochs)), np.nan)
@@ -155,7 +244,7 @@ def figure_connectivity(results: dict, path: str) -> list[str]:
             continue
         axes[0].plot(r["alphas"], [100 * e for e in r["errors"]], color=colors[r["spawn_epoch"]],
                      ls=styles[r["bn"]], lw=1.2,
-                     label=f"t={r['spawn_epoch']}" if r["bn"] == modes[0] else None)
+                     label=f"t={r['spawn_epoch']:g}" if r["bn"] == modes[0] else None)
     axes[0].set_xlabel("interpolation alpha (sibling 0 -> sibling 1)")
     axes[0].set_ylabel("test error (%)")
     axes[0].set_title("error on the path (" + ", ".join(f"{styles[m]} BN {m}" for m in modes) + ")",
@@ -174,7 +263,8 @@ def figure_connectivity(results: dict, path: str) -> list[str]:
     axes[1].legend(fontsize=7)
     cons = results["consistency"]
     d = reference_density(sorted({r["density"] for r in cons}))
-    at = sorted((r for r in cons if r["density"] == d), key=lambda r: r["spawn_epoch"])
+    at = sorted((r for r in cons if r["density"] == d and r.get("init", 0) == 0),
+                key=lambda r: r["spawn_epoch"])
     t = [r["spawn_epoch"] for r in at]
     axes[2].errorbar(t, [r["iou_mean"] for r in at], yerr=[r["iou_std"] or 0 for r in at], marker="o",
                      capsize=3, color="tab:green", label="siblings")

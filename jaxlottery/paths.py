@@ -21,25 +21,37 @@ INDEPENDENT = "independent"
 # section, drawn only when that section has rows).
 FIGURES = {"overlap": "overlap_vs_spawn.png", "accuracy": "accuracy_vs_density.png",
            "layers": "layer_overlap.png"}
-EXTRA_FIGURES = {"connectivity": "connectivity.png", "random_baselines": "baselines.png",
-                 "imp": "imp.png"}
+EXTRA_FIGURES = {"trajectory": "trajectory.png", "connectivity": "connectivity.png",
+                 "random_baselines": "baselines.png", "imp": "imp.png"}
 # results.json sections written as CSV tables (connectivity's table is derived: see report).
-TABLES = ("dense", "consistency", "consistency_layers", "composition", "random_baselines", "imp",
-          "connectivity", "differences")
+TABLES = ("dense", "consistency", "consistency_layers", "consistency_over_inits", "trajectory",
+          "trajectory_layers", "composition", "random_baselines", "imp", "connectivity",
+          "differences")
 
 
 def csv(table: str) -> str:
     return f"{table}.csv"
 
 
-def spawn_weights(t: int) -> str:
-    """W_t: the shared network's variables after t epochs."""
-    return os.path.join(SHARED, f"spawn_e{t}.npz")
+def spawn_tag(t: int | str) -> str:
+    """A spawn point in file names: `e5` after 5 epochs, `it500` after 500 iterations ("500it")."""
+    return f"it{t[:-2]}" if isinstance(t, str) else f"e{t}"
 
 
-def siblings(t: int) -> str:
-    """The folder of the k siblings spawned at epoch t."""
-    return os.path.join("siblings", f"e{t}")
+def spawn_weights(t: int | str) -> str:
+    """W_t: the shared network's variables at spawn point t."""
+    return os.path.join(SHARED, f"spawn_{spawn_tag(t)}.npz")
+
+
+def siblings(t: int | str) -> str:
+    """The folder of the k siblings spawned at spawn point t."""
+    return os.path.join("siblings", spawn_tag(t))
+
+
+def replicate(j: int) -> str:
+    """The folder of initialization j >= 1 of --inits: a run directory's consistency design
+    (shared, siblings, masks, consistency) again, laid out the same way inside it."""
+    return os.path.join("inits", str(j))
 
 
 def final(folder: str) -> str:
@@ -55,17 +67,17 @@ def checkpoints(folder: str) -> str:
     return os.path.join(folder, "ckpt")
 
 
-def sibling_masks(kind: str, t: int, density_index: int) -> str:
+def sibling_masks(kind: str, t: int | str, density_index: int) -> str:
     """One-shot masks of the siblings (`kind="siblings"`) or of W_t (`"spawn"`)."""
-    return os.path.join("masks", f"{kind}_e{t}_d{density_index}.npz")
+    return os.path.join("masks", f"{kind}_{spawn_tag(t)}_d{density_index}.npz")
 
 
 def independent_masks(density_index: int) -> str:
     return os.path.join("masks", f"independent_d{density_index}.npz")
 
 
-def connectivity(t: int) -> str:
-    return os.path.join("connectivity", f"e{t}.json")
+def connectivity(t: int | str) -> str:
+    return os.path.join("connectivity", f"{spawn_tag(t)}.json")
 
 
 def composition(t: int, what: str) -> str:

@@ -13,7 +13,13 @@ i spawned at epoch t), INDEPENDENT -> j (init of control network j; its data key
 masks are compared on the same data order), RANDOM_MASKS -> t -> density index -> 0 (global)
 or 1 (layer-matched), SUBSET (the training/test subsets, numpy), REINIT -> t (the fresh init of
 the re-initialized baselines), IMP_DATA -> level -> i (sibling i of every IMP chain at a level;
-single-network IMP and its one-shot baseline use i = 0).
+single-network IMP and its one-shot baseline use i = 0), SIBLING_DATA_AT_ITERATION -> s -> i
+(sibling i spawned after s iterations, `--spawn_iterations`), REPLICATE -> j (the root of
+initialization j >= 1 of `--inits`: the same tree of names below it; initialization 0 is the
+root itself, so one init keeps every earlier key).
+
+Spawn points are named by an int t (after t epochs, `--spawn_epochs`) or a string "<s>it"
+(after s iterations, `--spawn_iterations`); `Context.spawn_step` and `spawn_epoch` read them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from jaxlottery import train as train_lib
 from jaxlottery.config import Config
 
 (INIT, SHARED_DATA, SIBLING_DATA, INDEPENDENT, RETRAIN_DATA, RANDOM_MASKS, SUBSET, REINIT,
- IMP_DATA) = range(9)
+ IMP_DATA, SIBLING_DATA_AT_ITERATION, REPLICATE) = range(11)
 
 
 class ConfigMismatch(RuntimeError):
@@ -61,10 +67,39 @@ class Context:
     evaluation_seconds: float | None = None  # stage 5 (connectivity), when it ran here
     images: dict = dataclasses.field(default_factory=dict)
     mesh: Any = None  # the sibling axis over all devices, when there are several
+    init: int = 0  # which initialization of --inits this context runs (0: the root's)
 
     @property
     def spe(self) -> int:
         return self.recipe.steps_per_epoch(self.dataset.x_train.shape[0])
+
+    @property
+    def spawn_points(self) -> list[int | str]:
+        """Every spawn point's name, in order of iteration (epochs t, then "<s>it" names)."""
+        return [name for name, _ in self.config.spawn_points(self.dataset.x_train.shape[0])]
+
+    def spawn_step(self, name: int | str) -> int:
+        """The iteration of a spawn point: t epochs, or s iterations for "<s>it"."""
+        return int(name[:-2]) if isinstance(name, str) else name * self.spe
+
+    def spawn_epoch(self, name: int | str) -> float:
+        """A spawn point in epochs, as results rows give it (fractional for "<s>it")."""
+        return round(self.spawn_step(name) / self.spe, 4) if isinstance(name, str) else name
+
+    def sibling_key(self, name: int | str, i: int) -> jax.Array:
+        """The data key of sibling i spawned at a spawn point."""
+        if isinstance(name, str):
+            return self.key(SIBLING_DATA_AT_ITERATION, self.spawn_step(name), i)
+        return self.key(SIBLING_DATA, name, i)
+
+    def replicate(self, j: int) -> "Context":
+        """The context of initialization j of --inits: the same data, model and recipe, its
+        keys under REPLICATE -> j, its files in `inits/<j>/` of the run directory."""
+        if j == 0:
+            return self
+        return dataclasses.replace(self, rundir=os.path.join(self.rundir, paths.replicate(j)),
+                                   root=jax.random.fold_in(jax.random.fold_in(self.root, REPLICATE), j),
+                                   init=j)
 
     @property
     def total_steps(self) -> int:

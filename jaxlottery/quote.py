@@ -88,6 +88,7 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
         "pct": lambda x: 100 * x, "duration": estimate.duration, "span": span,
         "judged": judged, "verdict_counts": verdict_counts,
         "statistics": statistics, "verdicts": verdicts,
+        "imprint": lambda: verdicts.imprint_of(results),
         **{f.__name__: f for f in (min, max, len, sum, abs, round, sorted, all, any, next, zip,
                                    map, list, dict, set, float, int, str, format)},
     }

@@ -25,7 +25,8 @@ DELTA_COLUMNS = [("spawn_epoch", "t", ""), ("k", "k", ""), ("density", "density"
                  ("ci_high", "high", "+.2f"), ("runs", "runs", ""), ("verdict", "verdict", "")]
 
 DRAW = {"overlap": figs.figure_overlap, "accuracy": figs.figure_accuracy,
-        "layers": figs.figure_layers, "connectivity": figs.figure_connectivity,
+        "layers": figs.figure_layers, "trajectory": figs.figure_trajectory,
+        "connectivity": figs.figure_connectivity,
         "random_baselines": figs.figure_baselines, "imp": figs.figure_imp}
 
 
@@ -33,15 +34,17 @@ def figures(results: dict) -> list[str]:
     """The figures a results dict gets: the paper's three (the per-layer one where the results
     have per-layer rows: older files do not), and one per analysis beyond the paper that ran
     (connectivity, random baselines, IMP)."""
-    return [f for key, f in paths.FIGURES.items()
-            if key != "layers" or results.get("consistency_layers")] + [
+    drawn = {"layers": bool(results.get("consistency_layers")),
+             "accuracy": bool(results.get("composition"))}
+    return [f for key, f in paths.FIGURES.items() if drawn.get(key, True)] + [
         f for section, f in paths.EXTRA_FIGURES.items() if results.get(section)]
 
 
 # What a results.json needs for a report; the sections beyond it are drawn where present.
 REQUIRED = ("config", "run_id", "dataset", "environment", "timing", "dense", "consistency",
             "composition")
-OPTIONAL = ("consistency_layers", "random_baselines", "connectivity", "imp", "retrained_masks")
+OPTIONAL = ("consistency_layers", "random_baselines", "connectivity", "imp", "retrained_masks",
+            "trajectory", "imprint")
 
 
 def write(rundir: str, results: dict) -> dict[str, list[str]]:
@@ -65,24 +68,31 @@ def summary(results: dict) -> str:
     """The terminal summary: consistency at the reference density, composition accuracies."""
     rows = results["consistency"]
     d = reference_density(sorted({r["density"] for r in rows}))
-    lines = [f"Consistency at density {100 * d:.1f}%:",
-             f"  {'t':>3s} {'IoU':>6s} {'chance':>7s} {'matched':>8s} {'W_t mask':>9s} {'indep.':>7s}"]
-    for r in sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"]):
-        indep = r["iou_independent_inits"]
-        lines.append(f"  {r['spawn_epoch']:3d} {r['iou_mean']:6.3f} {r['chance_iou']:7.3f} "
-                     f"{r['layer_matched_chance_iou']:8.3f} {r['iou_with_spawn_mask']:9.3f} "
-                     f"{'-' if indep is None else format(indep, '7.3f'):>7s}")
-    lines.append("Composition (test accuracy %, retrained from W_t):")
-    lines.append(f"  {'t':>3s} {'density':>8s} {'method':>19s} {'k':>3s} {'acc':>6s} "
-                 f"{'stderr':>6s} {'runs':>4s}")
-    for r in results["composition"] + (results.get("random_baselines") or []):
+    lines = [f"Consistency at density {100 * d:.1f}% (kappa: 0 = layer-matched chance, "
+             "1 = identical; the first init):",
+             f"  {'t':>6s} {'kappa':>6s} {'IoU':>6s} {'matched':>8s} {'W_t mask':>9s} "
+             f"{'indep.':>7s}"]
+    for r in sorted((r for r in rows if r["density"] == d and r.get("init", 0) == 0),
+                    key=lambda r: r["spawn_epoch"]):
+        kappa = r.get("kappa_mean")
+        with_spawn = r.get("kappa_with_spawn_mask", r["iou_with_spawn_mask"])
+        indep = r.get("kappa_independent_inits", r["iou_independent_inits"])
+        lines.append(f"  {r['spawn_epoch']:6g} {_num(kappa, '6.3f')} {r['iou_mean']:6.3f} "
+                     f"{r['layer_matched_chance_iou']:8.3f} {_num(with_spawn, '9.3f')} "
+                     f"{_num(indep, '7.3f')}")
+    retrained = results["composition"] + (results.get("random_baselines") or [])
+    if retrained:
+        lines.append("Composition (test accuracy %, retrained from W_t):")
+        lines.append(f"  {'t':>3s} {'density':>8s} {'method':>19s} {'k':>3s} {'acc':>6s} "
+                     f"{'stderr':>6s} {'runs':>4s}")
+    for r in retrained:
         lines.append(f"  {r['spawn_epoch']:3d} {100 * r['target_density']:7.1f}% {r['method']:>19s} "
                      f"{r['k']:3d} {100 * r['test_accuracy_mean']:6.2f} "
                      f"{_points(r.get('test_accuracy_stderr')):>6s} {r.get('runs', '-'):>4}")
     if results.get("connectivity"):
         lines.append("Mode connectivity (error barrier, points; stable under 2):")
         for r in connectivity_table(results):
-            lines.append(f"  t={r['spawn_epoch']:<3d} {r['bn']:>11s} {r['barrier_points']:6.2f} "
+            lines.append(f"  t={r['spawn_epoch']:<3g} {r['bn']:>11s} {r['barrier_points']:6.2f} "
                          f"stderr {_points(r['barrier_stderr'], 1)} over {r['pairs']} pair(s): "
                          f"{r['reading']}")
     if results.get("imp"):
@@ -94,6 +104,11 @@ def summary(results: dict) -> str:
                          f"stderr {_points(r.get('test_accuracy_stderr'))} "
                          f"({r.get('runs', '-')} run(s))")
     return "\n".join(lines)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    """A number formatted, or "-" right-aligned in its width where there is none."""
+    return format(value, fmt) if value is not None else "-".rjust(int(fmt.split(".")[0]))
 
 
 def _points(fraction: float | None, scale: float = 100) -> str:
@@ -126,47 +141,127 @@ def markdown(results: dict) -> str:
            f"jax {env['jax']}: {sum(timing['seconds_per_stage'].values()):.0f} s of training, "
            f"{timing['images_per_s'] or 0:.0f} images/s.\n",
            "## Dense accuracy\n",
-           _table([dict(r, who=r.get("control") or f"siblings spawned at epoch {r['spawn_epoch']}")
+           _table([dict(r, who=r.get("control") or f"siblings spawned at epoch {r['spawn_epoch']:g}"
+                              + (f", init {r['init']}" if r.get("init") else ""))
                    for r in results["dense"]],
                   [("who", "networks", ""), ("mean", "test accuracy", ".4f"),
                    ("std", "std (ddof=1)", ".4f"), ("stderr", "stderr", ".4f"), ("runs", "runs", "")]),
            "\n## Claim 1: consistency\n",
            "Siblings spawned later share more of their masks; at t = 0 they should overlap "
-           "barely more than chance. Pairwise IoU over all sibling pairs:\n",
-           _table(results["consistency"],
-                  [("spawn_epoch", "t", ""), ("density", "density", ".3f"),
-                   ("iou_mean", "IoU", ".3f"), ("iou_std", "std", ".3f"),
-                   ("chance_iou", "chance", ".3f"), ("layer_matched_chance_iou", "layer-matched", ".3f"),
-                   ("overlap_mean", "overlap", ".3f"), ("iou_with_spawn_mask", "IoU with W_t mask", ".3f"),
-                   ("iou_independent_inits", "IoU indep. inits", ".3f")]),
+           "barely more than chance. **kappa** is Cohen's kappa of two masks computed within "
+           "each layer and combined over layers: 0 means no more agreement than random masks "
+           "with the same per-layer densities (the layer-matched chance), 1 identical masks. "
+           "Pairwise over all sibling pairs, beside the IoU of the kept weights, the IoU of the "
+           "pruned weights and the agreement with the spawn weights' own magnitude mask:\n",
+           _table(results["consistency"], CONSISTENCY_COLUMNS if len(_inits(results)) > 1
+                  else CONSISTENCY_COLUMNS[1:]),
+           *_over_inits(results),
            f"\n**Verdict:** {consistency_verdict(results)}\n",
            f"\n![overlap]({paths.FIGURES['overlap']})\n"
            + (f"\n![layers]({paths.FIGURES['layers']})\n"
               if paths.FIGURES["layers"] in figures(results) else ""),
-           "\n## Claim 2: composability\n",
-           "Union and intersection of the first k siblings' masks at matched density, retrained "
-           "from W_t, against one-shot magnitude pruning of single siblings (baseline) and the "
-           f"unpruned network (dense), each retrained with {cfg.get('retrain_seeds', 1)} data "
-           "order(s), order r shared by every mask. `runs`: the retraining runs a row averages "
-           "(the baseline: siblings x orders):\n",
-           _table(results["composition"],
-                  [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
-                   ("target_density", "target", ".4f"), ("achieved_density", "achieved", ".4f"),
-                   ("sibling_density", "per-sibling", ".4f"),
-                   ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
-                   ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
-           "\nPaired differences to the baseline and to the dense control (accuracy points, "
-           "95% intervals):\n",
-           _table(composition_deltas(results) + composition_deltas(results, reference="dense"),
-                  DELTA_COLUMNS),
-           f"\n**Verdict:** {composition_verdict(results)}\n",
-           f"\n![accuracy]({paths.FIGURES['accuracy']})\n"]
+           *_trajectory(results),
+           *_composition(results)]
     out += _beyond_the_paper(results)
     return "\n".join(out)
 
 
+def _composition(results: dict) -> list[str]:
+    """Claim 2's section: the retrained masks, their paired differences and the verdict."""
+    cfg = results["config"]
+    if not results["composition"]:
+        return ["\n## Claim 2: composability\n",
+                "Not run: no spawn point was retrained (`--retrain_spawn_epochs` empty).\n"]
+    return ["\n## Claim 2: composability\n",
+            "Union and intersection of the first k siblings' masks at matched density, retrained "
+            "from W_t, against one-shot magnitude pruning of single siblings (baseline) and the "
+            f"unpruned network (dense), each retrained with {cfg.get('retrain_seeds', 1)} data "
+            "order(s), order r shared by every mask. `runs`: the retraining runs a row averages "
+            "(the baseline: siblings x orders):\n",
+            _table(results["composition"],
+                   [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
+                    ("target_density", "target", ".4f"), ("achieved_density", "achieved", ".4f"),
+                    ("sibling_density", "per-sibling", ".4f"),
+                    ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
+                    ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
+            "\nPaired differences to the baseline and to the dense control (accuracy points, "
+            "95% intervals):\n",
+            _table(composition_deltas(results) + composition_deltas(results, reference="dense"),
+                   DELTA_COLUMNS),
+            f"\n**Verdict:** {composition_verdict(results)}\n",
+            f"\n![accuracy]({paths.FIGURES['accuracy']})\n"]
+
+
+CONSISTENCY_COLUMNS = [
+    ("init", "init", ""), ("spawn_epoch", "t", "g"), ("density", "density", ".3f"),
+    ("kappa_mean", "kappa", ".3f"), ("kappa_std", "std", ".3f"), ("iou_mean", "IoU", ".3f"),
+    ("chance_iou", "chance", ".3f"), ("layer_matched_chance_iou", "layer-matched", ".3f"),
+    ("pruned_iou_mean", "pruned IoU", ".3f"), ("kappa_with_spawn_mask", "kappa with W_t mask", ".3f"),
+    ("iou_with_spawn_mask", "IoU with W_t mask", ".3f"),
+    ("kappa_independent_inits", "kappa indep. inits", ".3f"),
+    ("iou_independent_inits", "IoU indep. inits", ".3f")]
+
+
+def _inits(results: dict) -> list[int]:
+    return sorted({r.get("init", 0) for r in results["consistency"]})
+
+
+def _over_inits(results: dict) -> list[str]:
+    """The consistency over initializations, when the run has several."""
+    rows = results.get("consistency_over_inits")
+    if not rows:
+        return []
+    return [f"\nOver {rows[0]['inits']} initializations (the unit of replication of a claim "
+            "about inits): the mean of the per-init means, their spread (ddof=1) and 95% "
+            "interval (Student's t):\n",
+            _table(rows, [("spawn_epoch", "t", "g"), ("density", "density", ".3f"),
+                          ("kappa_mean", "kappa", ".3f"), ("kappa_std_over_inits", "std", ".3f"),
+                          ("kappa_ci_low", "95% CI low", ".3f"), ("kappa_ci_high", "high", ".3f"),
+                          ("iou_mean", "IoU", ".3f"), ("iou_ci_low", "IoU CI low", ".3f"),
+                          ("iou_ci_high", "high", ".3f"),
+                          ("kappa_with_spawn_mask", "kappa with W_t mask", ".3f"),
+                          ("kappa_independent_inits", "kappa indep. inits", ".3f")])]
+
+
+def _trajectory(results: dict) -> list[str]:
+    """The overlap through training: a table at the reference density (kappa of the siblings
+    per spawn point, and of the control, at every snapshot epoch) and the figure."""
+    rows = [r for r in results.get("trajectory") or [] if r["init"] == 0]
+    if not rows:
+        return []
+    d = reference_density(sorted({r["density"] for r in rows}))
+    rows = [r for r in rows if r["density"] == d]
+    who = list(dict.fromkeys((r["spawn_epoch"], r["control"]) for r in sorted(
+        rows, key=lambda r: (r["control"] is not None, r["spawn_epoch"] or 0))))
+    table = []
+    for epoch in sorted({r["epoch"] for r in rows}):
+        line = {"epoch": epoch}
+        for t, control in who:
+            r = next((r for r in rows if r["epoch"] == epoch and r["spawn_epoch"] == t
+                      and r["control"] == control), None)
+            line[str((t, control))] = None if r is None else r["kappa_mean"]
+            if control is None and r is not None:
+                line[f"spawn{t}"] = r.get("kappa_with_spawn_mask")
+        line["lr"] = next(r["lr"] for r in rows if r["epoch"] == epoch)
+        table.append(line)
+    cols = [("epoch", "epoch", ""), ("lr", "lr", "g")]
+    for t, control in who:
+        cols.append((str((t, control)), "control" if control else f"t={t:g}", ".3f"))
+        if control is None:
+            cols.append((f"spawn{t}", f"t={t:g} with W_t mask", ".3f"))
+    return ["\n## Overlap through training\n",
+            f"At every snapshot epoch each sibling's one-shot masks were made and compared: kappa "
+            f"at {100 * d:.1f}% density between siblings (per spawn point t), with the spawn "
+            "weights' own mask, and between the independently initialized control networks "
+            "(`trajectory.csv` has every density, IoU and pruned-set IoU; "
+            "`trajectory_layers.csv` kappa by layer):\n",
+            _table(table, cols),
+            f"\n![trajectory]({paths.EXTRA_FIGURES['trajectory']})\n"]
+
+
 def _beyond_the_paper(results: dict) -> list[str]:
-    """Report sections for the analyses that ran beyond the paper."""
+    """Report sections for the analyses that ran beyond the paper (the trajectory is drawn
+    with claim 1)."""
     out = []
     if results.get("connectivity"):
         out += ["\n## Linear mode connectivity\n",

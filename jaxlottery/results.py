@@ -11,6 +11,7 @@ import numpy as np
 
 import jaxlottery
 from jaxlottery import verdicts
+from jaxlottery import imprint as imprint_lib
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
 from jaxlottery.statistics import spread
@@ -19,17 +20,19 @@ from jaxlottery.statistics import spread
 def assemble(ctx: Context, out: dict) -> dict:
     """The results dict (results.json) from the stages' outputs and the run's context."""
     cfg = ctx.config
-    sibs, indep = out["siblings"]["spawned"], out["siblings"]["independent"]
-    consistency, retrained = out["consistency"], out["retrain"]
+    sibs = out["siblings"]["spawned"]
+    retrained = out["retrain"]
     lmc, imp_rows = out["connectivity"], out["imp"]
-    dense = []
-    for t, s in sibs.items():
-        acc = s["history"][-1]["test_accuracy"] if s["history"] else None
-        dense.append({"spawn_epoch": t, "test_accuracy": acc, **_spread(acc or [])})
-    if indep is not None and indep["history"]:
-        acc = indep["history"][-1]["test_accuracy"]
-        dense.append({"spawn_epoch": None, "control": "independent_inits", "test_accuracy": acc,
-                      **_spread(acc)})
+    designs = [{"init": 0, "siblings": out["siblings"], "consistency": out["consistency"]}]
+    designs += out.get("replicates") or []
+    dense, consistency, layers, trajectory, trajectory_layers = [], [], [], [], []
+    for design in designs:
+        dense += _dense(ctx, design["init"], design["siblings"])
+        consistency += design["consistency"]["rows"]
+        layers += design["consistency"]["layers"]
+        rows, layer_rows = _trajectory(ctx, design["init"], design["siblings"])
+        trajectory += rows
+        trajectory_layers += layer_rows
     retrained_rows = _grouped([e for es in retrained.values() for e in es],
                               ("spawn_epoch", "method", "k", "target_density"))
     extra = set(cfg.random_baseline_methods())
@@ -43,9 +46,13 @@ def assemble(ctx: Context, out: dict) -> dict:
                     "test": int(ctx.dataset.x_test.shape[0]),
                     "image_shape": list(ctx.dataset.image_shape),
                     "num_classes": ctx.dataset.num_classes},
+        "imprint": imprint(cfg, int(ctx.dataset.x_train.shape[0])),
         "dense": dense,
-        "consistency": consistency["rows"],
-        "consistency_layers": consistency["layers"],
+        "consistency": consistency,
+        "consistency_layers": layers,
+        "consistency_over_inits": verdicts.over_inits(consistency) if cfg.inits > 1 else [],
+        "trajectory": trajectory,
+        "trajectory_layers": trajectory_layers,
         "composition": [r for r in retrained_rows if r["method"] not in extra],
         "random_baselines": [r for r in retrained_rows if r["method"] in extra],
         "connectivity": lmc or [],
@@ -60,6 +67,59 @@ def assemble(ctx: Context, out: dict) -> dict:
         "environment": environment(),
     }
     return judged(results)
+
+
+def imprint(cfg: Config, n_train: int) -> dict:
+    """What the initialization's imprint on the final weights is, from the configuration alone
+    (`jaxlottery.imprint`): from W_0, and from W_t for every spawn point; whether a run
+    that keeps this much can test claim 1; the spawn points after the first LR drop."""
+    spe = cfg.steps_per_epoch(n_train)
+    retained = cfg.imprint(n_train)
+    return {"retained": retained, "formula": imprint_lib.FORMULA,
+            "testable_below": imprint_lib.TESTABLE,
+            "can_test_claim_1": retained <= imprint_lib.TESTABLE,
+            "spawn_points": [{"spawn_epoch": name if isinstance(name, int) else round(step / spe, 4),
+                              "spawn_iteration": step,
+                              "retained": cfg.imprint(n_train, from_epoch=step / spe)}
+                             for name, step in cfg.spawn_points(n_train)],
+            "late_spawn_points": [name if isinstance(name, int) else round(
+                int(name[:-2]) / spe, 4) for name in cfg.late_spawn_points(n_train)]}
+
+
+def _dense(ctx: Context, init: int, nets: dict) -> list[dict]:
+    """Final test accuracy of the siblings at every spawn point and of the control."""
+    rows = []
+    for t, s in nets["spawned"].items():
+        acc = s["history"][-1]["test_accuracy"] if s["history"] else None
+        rows.append({"init": init, "spawn_epoch": ctx.spawn_epoch(t), "test_accuracy": acc,
+                     **_spread(acc or [])})
+    indep = nets["independent"]
+    if indep is not None and indep["history"]:
+        acc = indep["history"][-1]["test_accuracy"]
+        rows.append({"init": init, "spawn_epoch": None, "control": "independent_inits",
+                     "test_accuracy": acc, **_spread(acc)})
+    return rows
+
+
+def _trajectory(ctx: Context, init: int, nets: dict) -> tuple[list[dict], list[dict]]:
+    """The snapshots recorded in the sibling stages' histories, as rows (one per spawn point or
+    control, epoch and density) and per-layer rows: the overlap through training."""
+    stacks_ = [(t, None, s) for t, s in nets["spawned"].items()]
+    if nets["independent"] is not None:
+        stacks_.append((None, "independent_inits", nets["independent"]))
+    drops = [e * ctx.spe for e in ctx.config.lr_drop_epochs]
+    rows, layer_rows = [], []
+    for t, control, s in stacks_:
+        where = {"init": init, "spawn_epoch": None if t is None else ctx.spawn_epoch(t),
+                 "spawn_iteration": 0 if t is None else ctx.spawn_step(t), "control": control}
+        for record in s["history"]:
+            for snap in record.get("snapshot") or []:
+                at = dict(where, epoch=record["epoch"], step=record["step"], density=snap["density"])
+                lr = ctx.recipe.lr * ctx.recipe.lr_drop_factor ** sum(record["step"] > b for b in drops)
+                rows.append(dict(at, lr=lr, test_accuracy_mean=float(np.mean(record["test_accuracy"])),
+                                 **{k: v for k, v in snap.items() if k not in ("layers", "density")}))
+                layer_rows += [dict(at, **layer) for layer in snap["layers"]]
+    return rows, layer_rows
 
 
 def judged(results: dict) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
 
 import jax
 import numpy as np
@@ -43,30 +42,31 @@ class Run:
         """The Flax module the run trained (ResNet of its depth, width and classes)."""
         return models.resnet(self.config.model_depth, self.config.model_width, self._classes())
 
-    def spawn(self, t: int) -> dict:
-        """W_t: the shared network's variables after t epochs (t one of the spawn epochs)."""
-        return self._weights(paths.spawn_weights(self._spawn_epoch(t)))
+    def spawn(self, t: int | str, init: int = 0) -> dict:
+        """W_t: the shared network's variables at spawn point t (an epoch of the spawn epochs,
+        or "<s>it" for one of the spawn iterations), of initialization `init` (`--inits`)."""
+        return self._weights(self._in(init, paths.spawn_weights(self._spawn_point(t))))
 
-    def siblings(self, t: int) -> dict:
-        """The final variables of the k siblings spawned at epoch t, stacked on axis 0
+    def siblings(self, t: int | str, init: int = 0) -> dict:
+        """The final variables of the k siblings spawned at t, stacked on axis 0
         (`stacks.index(w, i)` is sibling i)."""
-        return self._weights(paths.final(paths.siblings(self._spawn_epoch(t))))
+        return self._weights(self._in(init, paths.final(paths.siblings(self._spawn_point(t)))))
 
-    def independent(self) -> dict:
+    def independent(self, init: int = 0) -> dict:
         """The final variables of the independently initialized controls, stacked."""
-        return self._weights(paths.final(paths.INDEPENDENT))
+        return self._weights(self._in(init, paths.final(paths.INDEPENDENT)))
 
-    def masks(self, t: int, density: float, of: str = "siblings") -> masks.Mask:
+    def masks(self, t: int | str, density: float, of: str = "siblings", init: int = 0) -> masks.Mask:
         """One-shot masks at a density of `config.densities`: the k siblings spawned at t (a
         stack), W_t's own (`of="spawn"`), or the independent inits' (`of="independent"`)."""
         i = self._density_index(density)
         if of == "independent":
             file = paths.independent_masks(i)
         elif of in ("siblings", "spawn"):
-            file = paths.sibling_masks(of, self._spawn_epoch(t), i)
+            file = paths.sibling_masks(of, self._spawn_point(t), i)
         else:
             raise ValueError(f"of must be 'siblings', 'spawn' or 'independent', got {of!r}")
-        return masks.load(self._file(file))
+        return masks.load(self._file(self._in(init, file)))
 
     def composed(self, t: int) -> tuple[masks.Mask, list[dict]]:
         """The masks retrained from W_t (a stack: composed, baselines, random ...) and one dict
@@ -86,11 +86,21 @@ class Run:
                                     "stage)")
         return path
 
-    def _spawn_epoch(self, t: int) -> int:
-        if t not in self.config.spawn_epochs:
-            raise ValueError(f"the run spawned siblings at epochs {list(self.config.spawn_epochs)}, "
-                             f"not {t}")
+    def _spawn_point(self, t: int | str) -> int | str:
+        names = [name for name, _ in self.config.spawn_points()]
+        if t not in names or isinstance(t, bool):
+            its = self.config.spawn_iterations
+            raise ValueError(f"the run spawned siblings at epochs {list(self.config.spawn_epochs)}"
+                             + (f" and iterations {list(its)} (named '<s>it')" if its else "")
+                             + f", not {t!r}")
         return t
+
+    def _in(self, init: int, relative: str) -> str:
+        """A file of initialization `init`: the run directory's own for 0, `inits/<j>/` after."""
+        if not isinstance(init, int) or isinstance(init, bool) or not 0 <= init < self.config.inits:
+            raise ValueError(f"the run has {self.config.inits} initialization(s) (--inits): init "
+                             f"must be in 0..{self.config.inits - 1}, got {init!r}")
+        return os.path.join(paths.replicate(init), relative) if init else relative
 
     def _density_index(self, density: float) -> int:
         for i, d in enumerate(self.config.densities):

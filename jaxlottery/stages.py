@@ -3,19 +3,22 @@ reads the earlier stages' outputs from `out` (by stage name), writes its files (
 `jaxlottery.paths`) and is skipped where they exist (`pipeline.done`).
 
 1. shared: one network from the seed's init, trained to the last spawn point; W_t kept at
-   every spawn epoch t.
+   every spawn point t (epochs, or iterations: "<s>it").
 2. siblings: k siblings spawned from every W_t, trained to the end with their own data keys;
    and the control, networks from independent inits trained the same way.
+   At every snapshot epoch the members' one-shot masks are made on the device and their
+   consistency recorded (the trajectory).
 3. masks: one-shot global magnitude masks of every sibling (and of W_t, and of the control)
    at every density.
-4. consistency: pairwise IoU and overlap against naive and layer-matched chance, the spawn
-   weights' own mask and the control; per layer too.
-5. connectivity: the error barrier on the line between disjoint sibling pairs.
-6. composition: composed masks at matched density from the first k' siblings (every method of
+4. consistency: pairwise IoU, kappa, pruned-set IoU and overlap against naive and
+   layer-matched chance, the spawn weights' own mask and the control; per layer too.
+5. replicates: stages 1-4 again from initializations 1 .. inits - 1 (`--inits`).
+6. connectivity: the error barrier on the line between disjoint sibling pairs.
+7. composition: composed masks at matched density from the first k' siblings (every method of
    `masks.COMPOSITIONS` asked for), one-shot baselines, random and re-initialized baselines.
-7. retrain: every mask of stage 6 retrained from W_t (jaxlottery.retraining).
-8. imp: iterative magnitude pruning rewound to W_t, single-network and parallel.
-9. results: results.json, CSV tables, figures and report.md (jaxlottery.results, report).
+8. retrain: every mask of stage 7 retrained from W_t (jaxlottery.retraining).
+9. imp: iterative magnitude pruning rewound to W_t, single-network and parallel.
+10. results: results.json, CSV tables, figures and report.md (jaxlottery.results, report).
 """
 
 from __future__ import annotations
@@ -24,73 +27,103 @@ import dataclasses
 import time
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxlottery import checkpoint, connectivity, masks, models, paths, report, results
-from jaxlottery import retraining, siblings, stacks, statistics
+from jaxlottery import consistency as consistency_stats
+from jaxlottery import retraining, sharding, siblings, stacks
 from jaxlottery import train as train_lib
-from jaxlottery.pipeline import (INDEPENDENT, INIT, RANDOM_MASKS, SHARED_DATA, SIBLING_DATA,
-                                 Context, done, train_stage, write)
+from jaxlottery.pipeline import (INDEPENDENT, INIT, RANDOM_MASKS, SHARED_DATA, Context, done,
+                                 train_stage, write)
 
 
-def shared(ctx: Context, out: dict) -> dict[int, dict]:
-    """W_t for every spawn epoch t: the shared network's variables after t epochs."""
-    cfg = ctx.config
-    files = {t: ctx.path(paths.spawn_weights(t)) for t in cfg.spawn_epochs}
+def shared(ctx: Context, out: dict) -> dict[int | str, dict]:
+    """W_t for every spawn point t: the shared network's variables after t epochs (or, for a
+    point "<s>it", s iterations). Trained in segments, one per spawn point: W_t is written as
+    soon as the segment reaching it returns, before any checkpoint past it exists, so a
+    resumed run always finds or recomputes every W_t."""
+    points = ctx.spawn_points
+    files = {t: ctx.path(paths.spawn_weights(t)) for t in points}
     init = _init(ctx, ctx.key(INIT))
-    if not all([done(ctx, f) for f in files.values()]):
-        if 0 in files:
-            write(checkpoint.save_arrays, files[0], init)
-        last = max(cfg.spawn_epochs)
-        if last > 0:
-            states = siblings.spawn(init, 1, ctx.recipe)
-
-            def keep_spawn_points(epoch, st, record):
-                if epoch + 1 in files:
-                    write(checkpoint.save_arrays, files[epoch + 1],
-                          train_lib.variables(stacks.index(st, 0)))
-
-            bar = ctx.bar("shared", "shared training", last * ctx.spe)
-            train_stage(ctx, paths.SHARED, states, ctx.key(SHARED_DATA)[None], bar,
-                        until=last * ctx.spe, evaluate=False, on_epoch=keep_spawn_points)
-            if bar is not None:
-                bar.close()
+    todo = [t for t in points if not done(ctx, files[t])]
+    if todo:
+        states = siblings.spawn(init, 1, ctx.recipe)
+        last = ctx.spawn_step(points[-1])
+        bar = ctx.bar("shared", "shared training", last) if last else None
+        for t in todo:
+            if ctx.spawn_step(t) > 0:
+                states, _ = train_stage(ctx, paths.SHARED, states, ctx.key(SHARED_DATA)[None],
+                                        bar, until=ctx.spawn_step(t), evaluate=False)
+            write(checkpoint.save_arrays, files[t],
+                  init if ctx.spawn_step(t) == 0 else train_lib.variables(stacks.index(states, 0)))
+        if bar is not None:
+            bar.close()
     return {t: checkpoint.load_arrays(f, init) for t, f in files.items()}
 
 
 def sibling_networks(ctx: Context, out: dict) -> dict:
-    """k siblings spawned at every spawn epoch t, and the control of `independent_inits`
+    """k siblings spawned at every spawn point t, and the control of `independent_inits`
     networks from different inits, trained to the end: their final variables and histories,
-    as {"spawned": {t: ...}, "independent": ... or None}."""
+    as {"spawned": {t: ...}, "independent": ... or None}. At every snapshot epoch the history
+    record also holds the members' mask consistency (`consistency.snapshot_rows`), against
+    the one-shot masks of the weights they started from."""
     cfg = ctx.config
     spawned = {}
-    for t in cfg.spawn_epochs:
-        states = siblings.spawn(out["shared"][t], cfg.k, ctx.recipe, step=t * ctx.spe)
-        keys = [ctx.key(SIBLING_DATA, t, i) for i in range(cfg.k)]
+    for t in ctx.spawn_points:
+        states = siblings.spawn(out["shared"][t], cfg.k, ctx.recipe, step=ctx.spawn_step(t))
+        keys = [ctx.sibling_key(t, i) for i in range(cfg.k)]
         spawned[t] = _trained(ctx, paths.siblings(t), states, keys,
-                              f"siblings spawned at epoch {t}")
+                              f"siblings spawned at {_spawn_words(ctx, t)}",
+                              out["shared"][t]["params"])
     independent = None
     if cfg.independent_inits:
         inits = [_init(ctx, ctx.key(INDEPENDENT, j)) for j in range(cfg.independent_inits)]
         states = stacks.stack([train_lib.init_state(v, ctx.recipe) for v in inits])
         keys = [ctx.key(INDEPENDENT, j, 1) for j in range(cfg.independent_inits)]
-        independent = _trained(ctx, paths.INDEPENDENT, states, keys, "independent inits (control)")
+        independent = _trained(ctx, paths.INDEPENDENT, states, keys, "independent inits (control)",
+                               states.params, stacked=True)
     return {"spawned": spawned, "independent": independent}
 
 
-def _trained(ctx: Context, folder: str, states, keys: list, what: str) -> dict:
-    """A stack trained to the end of the schedule (or read back): variables and history."""
+def _spawn_words(ctx: Context, t: int | str) -> str:
+    return f"iteration {ctx.spawn_step(t)}" if isinstance(t, str) else f"epoch {t}"
+
+
+def _trained(ctx: Context, folder: str, states, keys: list, what: str, start_params,
+             stacked: bool = False) -> dict:
+    """A stack trained to the end of the schedule (or read back): variables and history, its
+    snapshots recorded against the masks of `start_params` (one network's, or a stack)."""
     final, hist_path = ctx.path(paths.final(folder)), ctx.path(paths.history(folder))
     if not done(ctx, final):
         bar = ctx.bar("siblings", what, ctx.total_steps - int(states.step[0]))
-        states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar)
+        states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar,
+                                      on_epoch=_snapshot_hook(ctx, start_params, stacked,
+                                                              stacks.size(states)))
         if bar is not None:
             bar.close()
         write(checkpoint.write_json, hist_path, history)
         write(checkpoint.save_arrays, final, train_lib.variables(states))
     variables = checkpoint.load_arrays(final, train_lib.variables(states))
     return {"variables": variables, "history": checkpoint.read_json(hist_path)}
+
+
+def _snapshot_hook(ctx: Context, start_params, stacked: bool, k: int) -> Callable | None:
+    """The per-epoch hook that records the stack's mask consistency at each snapshot epoch in
+    the epoch's history record (so the checkpoint that follows keeps it), or None."""
+    epochs, densities = set(ctx.config.snapshots()), tuple(ctx.config.densities)
+    if not epochs or k < 2:
+        return None
+    refs = []
+
+    def hook(epoch: int, st, record: dict):
+        if epoch + 1 not in epochs:
+            return
+        if not refs:  # the starting weights' masks, made once, when first needed
+            refs.append(consistency_stats.references(start_params, densities, k, stacked))
+        params = st.params if sharding.fully_addressable(st.params) else sharding.gather(st.params)
+        record["snapshot"] = consistency_stats.snapshot_rows(params, refs[0], densities)
+    return hook
 
 
 def _init(ctx: Context, key) -> dict:
@@ -103,7 +136,7 @@ def mask_files(ctx: Context, out: dict) -> dict:
     """Mask files per (kind, t, density index): siblings, spawn weights, independent inits."""
     cfg, nets = ctx.config, out["siblings"]
     files = {}
-    for t in cfg.spawn_epochs:
+    for t in ctx.spawn_points:
         for i, d in enumerate(cfg.densities):
             for kind, params, stacked in (("siblings", nets["spawned"][t]["variables"]["params"], True),
                                           ("spawn", out["shared"][t]["params"], False)):
@@ -122,52 +155,54 @@ def mask_files(ctx: Context, out: dict) -> dict:
 
 
 def consistency(ctx: Context, out: dict) -> dict:
-    """Rows of pairwise overlap statistics per (spawn point, density), overall and per layer."""
+    """Rows of pairwise consistency statistics (`jaxlottery.consistency`: IoU, kappa, pruned-set
+    IoU, overlap, chance) per (spawn point, density), overall and per layer, beside the spawn
+    weights' own mask and the independent-init control."""
     path = ctx.path(paths.CONSISTENCY)
     if done(ctx, path):
         return checkpoint.read_json(path)
     cfg, files = ctx.config, out["masks"]
     rows, layer_rows = [], []
-    indep_iou = {}
+    control = {}
     for i, d in enumerate(cfg.densities):
         if ("independent", None, i) in files:
-            indep_iou[i] = _offdiag(masks.pairwise_iou(masks.load(files["independent", None, i])))
-    for t in cfg.spawn_epochs:
+            control[i] = consistency_stats.row(jax.device_get(consistency_stats.agreement(
+                masks.load(files["independent", None, i]))))
+    for t in ctx.spawn_points:
+        where = {"init": ctx.init, "spawn_epoch": ctx.spawn_epoch(t),
+                 "spawn_iteration": ctx.spawn_step(t)}
         for i, d in enumerate(cfg.densities):
             stack = masks.load(files["siblings", t, i])
-            spawn_mask = masks.load(files["spawn", t, i])
-            ious = _offdiag(masks.pairwise_iou(stack))
-            overlaps = _offdiag(masks.pairwise_overlap(stack))
-            members = stacks.unstack(stack)
-            matched = [float(masks.chance_iou_matched(members[a], members[b]))
-                       for a in range(cfg.k) for b in range(a + 1, cfg.k)]
-            with_spawn = [float(masks.iou(m, spawn_mask)) for m in members]
-            achieved = float(np.mean(np.asarray(masks.density(stack, stacked=True))))
-            rows.append({
-                "spawn_epoch": t, "density": d, "achieved_density": achieved,
-                "iou_mean": float(np.mean(ious)), "iou_std": statistics.spread(ious)["std"],
-                "chance_iou": float(masks.chance_iou(achieved, achieved)),
-                "layer_matched_chance_iou": float(np.mean(matched)),
-                "overlap_mean": float(np.mean(overlaps)),
-                "iou_with_spawn_mask": float(np.mean(with_spawn)),
-                "iou_independent_inits": (float(np.mean(indep_iou[i])) if i in indep_iou else None),
-                "pairs": len(ious),
-            })
-            per_layer = masks.pairwise_iou_by_layer(stack)
-            densities = masks.layer_densities(stack, stacked=True)
-            for layer, mat in per_layer.items():
-                ld = float(np.mean(np.asarray(densities[layer])))
-                layer_rows.append({"spawn_epoch": t, "density": d, "layer": layer,
-                                   "layer_density": ld, "iou_mean": float(np.mean(_offdiag(mat))),
-                                   "chance_iou": float(masks.chance_iou(ld, ld))})
+            spawn_mask = stacks.stack([masks.load(files["spawn", t, i])] * cfg.k)
+            stats = jax.device_get(consistency_stats.agreement(stack, spawn_mask))
+            rows.append(dict(where, density=d, **consistency_stats.row(stats),
+                             iou_independent_inits=control[i]["iou_mean"] if i in control else None,
+                             kappa_independent_inits=(control[i]["kappa_mean"] if i in control
+                                                      else None)))
+            for layer in consistency_stats.layer_rows(stats):
+                ld = layer["layer_density"]
+                layer_rows.append(dict(where, density=d, **layer,
+                                       chance_iou=float(masks.chance_iou(ld, ld))))
     result = {"rows": rows, "layers": layer_rows}
     write(checkpoint.write_json, path, result)
     return result
 
 
-def _offdiag(mat) -> np.ndarray:
-    mat = np.asarray(mat)
-    return mat[np.triu_indices(mat.shape[0], 1)]
+def replicates(ctx: Context, out: dict) -> list[dict]:
+    """The consistency design (shared training, siblings and control, masks, consistency) from
+    initializations 1 .. inits - 1 (`Context.replicate`: keys under REPLICATE -> j, files in
+    `inits/<j>/`); initialization 0 is the stages above. One entry per initialization."""
+    found = []
+    for j in range(1, ctx.config.inits):
+        label = f"{ctx.labels.get('replicates', '')} init {j}:".strip()
+        sub = dataclasses.replace(ctx.replicate(j), labels={"shared": label, "siblings": label})
+        o: dict = {}
+        for name, stage in (("shared", shared), ("siblings", sibling_networks),
+                            ("masks", mask_files), ("consistency", consistency)):
+            o[name] = stage(sub, o)
+        found.append({"init": j, "shared": o["shared"], "siblings": o["siblings"],
+                      "consistency": o["consistency"]})
+    return found
 
 
 def mode_connectivity(ctx: Context, out: dict) -> list[dict]:
@@ -176,8 +211,8 @@ def mode_connectivity(ctx: Context, out: dict) -> list[dict]:
     cfg = ctx.config
     if cfg.lmc_pairs == 0:
         return []
-    files = {t: ctx.path(paths.connectivity(t)) for t in cfg.spawn_epochs}
-    todo = [t for t in cfg.spawn_epochs if not done(ctx, files[t])]
+    files = {t: ctx.path(paths.connectivity(t)) for t in ctx.spawn_points}
+    todo = [t for t in ctx.spawn_points if not done(ctx, files[t])]
     bar = ctx.bar("connectivity", "mode connectivity (points evaluated)",
                   len(todo) * cfg.lmc_pairs * len(cfg.lmc_bn) * cfg.lmc_points)
     for t in todo:
@@ -190,12 +225,12 @@ def mode_connectivity(ctx: Context, out: dict) -> list[dict]:
                     a, b, ctx.data, ctx.model, points=cfg.lmc_points, bn=bn,
                     eval_batch=cfg.eval_batch, on_point=None if bar is None else bar.update,
                     chunk=cfg.k, **ctx.how)
-                rows.append(dict(res, spawn_epoch=t, pair=[2 * p, 2 * p + 1]))
+                rows.append(dict(res, spawn_epoch=ctx.spawn_epoch(t), pair=[2 * p, 2 * p + 1]))
         ctx.evaluation_seconds = (ctx.evaluation_seconds or 0.0) + time.perf_counter() - t0
         write(checkpoint.write_json, files[t], rows)
     if bar is not None:
         bar.close()
-    return [r for t in cfg.spawn_epochs for r in checkpoint.read_json(files[t])]
+    return [r for t in ctx.spawn_points for r in checkpoint.read_json(files[t])]
 
 
 def composition(ctx: Context, out: dict) -> dict[int, dict]:
@@ -273,6 +308,7 @@ STAGES = (
     Stage("siblings", "siblings and the independent-init control", sibling_networks),
     Stage("masks", "one-shot masks", mask_files),
     Stage("consistency", "mask consistency", consistency),
+    Stage("replicates", "the consistency design from more initializations (--inits)", replicates),
     Stage("connectivity", "mode connectivity", mode_connectivity),
     Stage("composition", "composed and baseline masks", composition),
     Stage("retrain", "retraining", retraining.retrain),

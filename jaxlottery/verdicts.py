@@ -4,9 +4,11 @@ order of `masks.COMPOSITIONS` (methods registered later, then any others, follow
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
-from jaxlottery import statistics
+from jaxlottery import imprint, statistics
 from jaxlottery.masks import COMPOSITIONS
 
 
@@ -21,25 +23,140 @@ def reference_density(densities: list[float]) -> float:
     return min(densities, key=lambda d: abs(np.log(d / 0.8**10)))
 
 
+# Landis & Koch's "slight agreement": a kappa under this is what the readings call close to
+# chance ("not much more similar than chance", the paper's claim 1 at t = 0).
+SLIGHT_KAPPA = 0.2
+
+
+def imprint_of(results: dict) -> dict:
+    """The run's `imprint` section, computed from its configuration where an older results
+    file has none (`results.imprint`)."""
+    if results.get("imprint"):
+        return results["imprint"]
+    cfg, n = results["config"], results["dataset"]["train"]
+    recipe = types.SimpleNamespace(**{**_RECIPE_DEFAULTS, **cfg})
+    retained = imprint.retained(recipe, n)
+    spe = -(-n // recipe.batch_size)
+    first = min(cfg.get("lr_drop_epochs") or [cfg["epochs"]])
+    return {"retained": retained, "testable_below": imprint.TESTABLE,
+            "can_test_claim_1": retained <= imprint.TESTABLE,
+            "spawn_points": [{"spawn_epoch": t, "spawn_iteration": t * spe,
+                              "retained": imprint.retained(recipe, n, t * spe)}
+                             for t in cfg["spawn_epochs"]],
+            "late_spawn_points": [t for t in cfg["spawn_epochs"] if t >= first]}
+
+
+_RECIPE_DEFAULTS = {"lr_drop_factor": 0.1, "momentum": 0.9}
+
+
+def imprint_sentence(results: dict) -> str:
+    """What the initialization's imprint says about the run's power to test claim 1."""
+    imp = imprint_of(results)
+    kept = imp["retained"]
+    text = (f"This run's schedule keeps {kept:.2f} of each weight's initial value in the final "
+            f"weights (exp(-wd/(1-momentum) x sum of learning rates); the paper's recipe keeps "
+            f"about 0.04)")
+    if kept > imp["testable_below"]:
+        return text + (f": more than {imp['testable_below']:.2f}, so its magnitude masks largely "
+                       "restate W_0's magnitudes and it cannot test claim 1 (near chance at "
+                       "t = 0) either way.")
+    return text + (f": at most {imp['testable_below']:.2f}, so the initialization's magnitudes no "
+                   "longer dominate the final ones and the run can test claim 1.")
+
+
+def over_inits(rows: list[dict]) -> list[dict]:
+    """Consistency per (spawn point, density) over initializations: for each statistic the
+    mean over inits of the per-init means, and for kappa and IoU their spread (ddof=1) and 95%
+    interval over inits (Student's t, inits - 1 degrees of freedom): the init is the unit of
+    replication of a claim about initializations."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["spawn_epoch"], r["density"]), []).append(r)
+    out = []
+    for (t, d), rs in groups.items():
+        row = {"spawn_epoch": t, "density": d, "inits": len(rs)}
+        for stat in ("kappa_mean", "iou_mean"):
+            values = [r[stat] for r in rs if r.get(stat) is not None]
+            sp = statistics.spread(values)
+            ci = statistics.interval(sp["mean"], sp["stderr"], len(values) - 1) if values else None
+            name = stat.removesuffix("_mean")
+            row.update({stat: sp["mean"], f"{name}_std_over_inits": sp["std"],
+                        f"{name}_ci_low": ci and ci[0], f"{name}_ci_high": ci and ci[1]})
+        for stat in ("layer_matched_chance_iou", "iou_with_spawn_mask", "kappa_with_spawn_mask",
+                     "kappa_independent_inits"):
+            values = [r[stat] for r in rs if r.get(stat) is not None]
+            row[stat] = float(np.mean(values)) if values else None
+        out.append(row)
+    return out
+
+
+def _per_init(rows: list[dict], d: float) -> list[dict]:
+    """The reading's rows at density d, one per spawn point: over inits where the run has
+    several, else init 0's."""
+    return sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"])
+
+
 def consistency_verdict(results: dict) -> str:
     rows = results["consistency"]
     d = reference_density(sorted({r["density"] for r in rows}))
-    at = sorted((r for r in rows if r["density"] == d), key=lambda r: r["spawn_epoch"])
+    several = results.get("consistency_over_inits") or []
+    at = _per_init(several if several else [r for r in rows if r.get("init", 0) == 0], d)
     first, last = at[0], at[-1]
-    excess = lambda r: r["iou_mean"] - r["layer_matched_chance_iou"]  # noqa: E731
-    pm = lambda r: "" if r["iou_std"] is None else f" +- {r['iou_std']:.3f}"  # noqa: E731
-    line = (f"At density {100 * d:.1f}%: sibling IoU {first['iou_mean']:.3f}{pm(first)} (std "
-            f"over {first.get('pairs', '?')} pairs) when spawned at epoch {first['spawn_epoch']} "
-            f"and {last['iou_mean']:.3f}{pm(last)} at epoch {last['spawn_epoch']}; "
-            f"naive chance {first['chance_iou']:.3f}, layer-matched chance "
-            f"{first['layer_matched_chance_iou']:.3f}. Excess over layer-matched chance: "
-            f"{excess(first):+.3f} -> {excess(last):+.3f}")
-    rises = excess(last) - excess(first) > 2 * max(first["iou_std"] or 0, last["iou_std"] or 0, 1e-3)
-    line += (" (rises with the spawn point)." if rises else " (no clear rise with the spawn point).")
-    if first["iou_with_spawn_mask"] >= first["iou_mean"] - 0.02:
-        line += (f" Caution: siblings spawned at epoch {first['spawn_epoch']} agree with the spawn "
-                 f"weights' own mask ({first['iou_with_spawn_mask']:.3f}) about as much as with "
-                 "each other: training was too short to leave the initialization's regime.")
+    has_kappa = first.get("kappa_mean") is not None
+    if several:
+        spread_of = lambda r: (f" (95% interval over {r['inits']} inits "  # noqa: E731
+                               f"{r['kappa_ci_low']:+.3f}..{r['kappa_ci_high']:+.3f})")
+    else:
+        spread_of = lambda r: ("" if r.get("kappa_std") is None else  # noqa: E731
+                               f" +- {r['kappa_std']:.3f} (std over {r.get('pairs', '?')} pairs)")
+    if has_kappa:
+        later = (f" and {last['kappa_mean']:.3f}{spread_of(last)} at epoch "
+                 f"{last['spawn_epoch']:g}" if len(at) > 1 else "")
+        iou = (f"{first['iou_mean']:.3f} -> {last['iou_mean']:.3f}" if len(at) > 1
+               else f"{first['iou_mean']:.3f}")
+        line = (f"At density {100 * d:.1f}%: sibling kappa {first['kappa_mean']:.3f}"
+                f"{spread_of(first)} when spawned at epoch {first['spawn_epoch']:g}{later} "
+                "(Cohen's kappa within each layer, combined: 0 = random masks with the same "
+                f"per-layer densities, 1 = identical); IoU {iou} against layer-matched chance "
+                f"{first['layer_matched_chance_iou']:.3f}")
+        control = first.get("kappa_independent_inits")
+        if control is not None:
+            line += f"; independently initialized networks: kappa {control:.3f}"
+        rises = last["kappa_mean"] - first["kappa_mean"] > (
+            0 if several and last["kappa_ci_low"] is not None and first["kappa_ci_high"] is not None
+            and last["kappa_ci_low"] > first["kappa_ci_high"] else
+            2 * max(first.get("kappa_std") or 0, last.get("kappa_std") or 0, 1e-3))
+    else:  # an older results file: IoU only
+        excess = lambda r: r["iou_mean"] - r["layer_matched_chance_iou"]  # noqa: E731
+        line = (f"At density {100 * d:.1f}%: sibling IoU {first['iou_mean']:.3f} when spawned "
+                f"at epoch {first['spawn_epoch']:g} and {last['iou_mean']:.3f} at epoch "
+                f"{last['spawn_epoch']:g}; naive chance {first['chance_iou']:.3f}, layer-matched "
+                f"chance {first['layer_matched_chance_iou']:.3f}. Excess over layer-matched "
+                f"chance: {excess(first):+.3f} -> {excess(last):+.3f}")
+        rises = excess(last) - excess(first) > 2 * max(first.get("iou_std") or 0,
+                                                       last.get("iou_std") or 0, 1e-3)
+    if len(at) > 1:
+        line += " (rises with the spawn point)." if rises else " (no clear rise with the spawn point)."
+    else:
+        line += "."
+    imp = imprint_of(results)
+    line += " " + imprint_sentence(results)
+    t0 = first if first["spawn_epoch"] == 0 else None
+    if t0 is not None and has_kappa and imp["can_test_claim_1"]:
+        word = ("close to chance (slight agreement, kappa under "
+                f"{SLIGHT_KAPPA:g}), as the paper says" if t0["kappa_mean"] < SLIGHT_KAPPA else
+                f"well above chance (kappa {SLIGHT_KAPPA:g} or more), against the paper")
+        line += f" At t = 0 the siblings' masks are {word}."
+    with_spawn = first.get("kappa_with_spawn_mask" if has_kappa else "iou_with_spawn_mask")
+    if with_spawn is not None and with_spawn >= first["kappa_mean" if has_kappa else "iou_mean"] - 0.02:
+        line += (f" Siblings spawned at epoch {first['spawn_epoch']:g} agree with the spawn "
+                 f"weights' own mask ({'kappa' if has_kappa else 'IoU'} {with_spawn:.3f}) about as "
+                 "much as with each other: their agreement is inherited from W_t.")
+    late = imp.get("late_spawn_points") or []
+    if late:
+        line += (f" Spawn point(s) {', '.join(f'{t:g}' for t in late)} lie at or after the first "
+                 "learning-rate drop: not \"a few epochs of shared pretraining\" in the paper's "
+                 "sense.")
     return line
 
 
@@ -173,7 +290,7 @@ def connectivity_table(results: dict) -> list[dict]:
     rows = results.get("connectivity") or []
     cons = results["consistency"]
     d = reference_density(sorted({r["density"] for r in cons}))
-    iou = {r["spawn_epoch"]: r for r in cons if r["density"] == d}
+    iou = {r["spawn_epoch"]: r for r in cons if r["density"] == d and r.get("init", 0) == 0}
     out = []
     for t in sorted({r["spawn_epoch"] for r in rows}):
         for bn in dict.fromkeys(r["bn"] for r in rows):

@@ -95,6 +95,15 @@ FLAGS = [
     ("an unknown BN mode", ["--lmc_bn=freeze"]), ("IMP rate 0", ["--imp_levels=2", "--imp_rate=0"]),
     ("IMP with 1 sibling", ["--imp_levels=2", "--imp_k=1"]), ("width 0", ["--model_width=0"]),
     ("no spawn epochs", ["--spawn_epochs="]), ("no densities", ["--densities="]),
+    # the consistency design's options
+    ("zero initializations", ["--inits=0"]), ("a snapshot at epoch 0", ["--snapshot_epochs=0"]),
+    ("a snapshot past the schedule", ["--snapshot_epochs=1,99"]),
+    ("a snapshot list that is a word", ["--snapshot_epochs=often"]),
+    ("a snapshot epoch twice", ["--snapshot_epochs=1,1"]),
+    ("a spawn point at iteration 0", ["--spawn_iterations=0"]),
+    ("a spawn iteration past the schedule", ["--spawn_iterations=100000"]),
+    ("a spawn iteration that is a spawn epoch", ["--spawn_iterations=4"]),
+    ("IMP with no retraining spawn point to rewind to", ["--retrain_spawn_epochs="]),
     # sizes against the actual data (synthetic: 2,048 train / 512 test images)
     ("a training subset larger than the data", ["--train_subset=5000"]),
     ("a test subset larger than the data", ["--test_subset=5000"]),

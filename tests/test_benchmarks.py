@@ -103,3 +103,19 @@ def test_timed_study_fits_its_schedule_to_the_budget():
         "shared": 5.0, "siblings": 332.0, "independent": 60.0, "retrain": 448.0}
     assert timed.stack_sizes(cfg) == {"shared": 1, "siblings": 4, "independent": 2, "retrain": 16}
     assert timed.study("d", 8, 1).lr_drop_epochs == (4, 6)
+
+
+def test_the_claim1_design_cuts_siblings_and_control_before_the_schedule():
+    timed = _module("experiments/timed_study.py", "timed_study")
+    by_k = {4: 40_000.0, 2: 40_000.0}
+    for epochs in timed.CLAIM1_EPOCHS:
+        times = [timed.predict(timed.claim1("d", epochs, k, c), 60_000, 10_000, by_k, 1.0,
+                               400_000.0, 60.0, 0.1, True) for k, c in timed.CLAIM1_SHAPES]
+        assert times == sorted(times, reverse=True)  # each cut is cheaper
+    cfg = timed.claim1("d", 160, 4, 2).validate()
+    assert cfg.lr_drop_epochs == (80, 120) and cfg.spawn_epochs == (0,) and not cfg.retrain_spawn_epochs
+    assert cfg.network_epochs() == {"shared": 0.0, "siblings": 640.0, "independent": 320.0,
+                                    "retrain": 0.0}
+    assert cfg.imprint(60_000) == pytest.approx(0.019, abs=0.001)  # 160 epochs of 469 iterations
+    assert timed.claim1("d", 12, 2, 0).validate().lr_drop_epochs == (6, 9)
+    assert timed.stack_sizes(timed.claim1("d", 12, 3, 2))["siblings"] == 3

@@ -50,6 +50,27 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     run_id = config.preset("smoke").run_id()
     assert f"run directory: {tmp_path / 'runs' / run_id} (new)" in out
-    assert "[7/9] retrain: retraining, 56 network-epochs" in out
+    assert "[8/10] retrain: retraining, 56 network-epochs" in out
+    assert "replicates" not in out  # one init: nothing to repeat
     assert "network-epochs, about" in out and "nothing was written" in out
+    assert "imprint: the final weights keep 1.00 of their initial values" in out
+    assert "cannot test claim 1" in out
+    assert not (tmp_path / "runs").exists()
+    # a spawn point after the first learning-rate drop (smoke drops at epoch 2) is flagged
+    assert cli.main(["--preset=smoke", f"--workdir={tmp_path / 'runs'}", "--dry_run",
+                     "--spawn_epochs=0,2", "--retrain_spawn_epochs=2"]) == 0
+    assert "WARNING: spawn point(s) 2 lie at or after the first learning-rate drop (epoch 2)" in \
+        capsys.readouterr().out
+
+
+def test_the_imprint_sweep_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from jaxlottery import imprint_sweep
+
+    for argv, needle in ((["--weight_decays=1e-4,lots"], "--weight_decays: expected comma-"),
+                         (["--weight_decays=1e-4,1e-4"], "give distinct values"),
+                         (["--weight_decays=-1"], "--weight_decay: must be >= 0"),
+                         (["--spawn_epochs=1"], "include 0"), (["--inits=0"], "--inits")):
+        assert imprint_sweep.main([f"--workdir={tmp_path / 'runs'}", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()

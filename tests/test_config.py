@@ -1,10 +1,11 @@
 """Configuration: paper defaults, presets, run ids that survive new options, CLI flags."""
 
 import dataclasses
+import math
 
 import pytest
 
-from jaxlottery import cli, config
+from jaxlottery import cli, config, imprint
 from jaxlottery.config import Config, ConfigError
 from jaxlottery.train import Recipe
 
@@ -27,6 +28,49 @@ def test_paper_preset_cost_is_within_budget():
     assert sum(cost.values()) <= 25_000
     two = Config(retrain_seeds=2).network_epochs()
     assert two["retrain"] == 2 * cost["retrain"]  # what measuring retraining noise costs
+
+
+def test_retained_imprint_against_a_hand_computation_with_two_drops():
+    # 1,000 images at batch 300: 4 iterations per epoch (the last partial). 10 epochs, drops at
+    # 5 and 8 (x0.1): 20 iterations at 0.2, 12 at 0.02, 8 at 0.002; wd 1e-3, momentum 0.8.
+    cfg = Config(epochs=10, batch_size=300, lr=0.2, momentum=0.8, weight_decay=1e-3,
+                 lr_drop_epochs=(5, 8), spawn_epochs=(0,), retrain_spawn_epochs=(0,))
+    lr_sum = 20 * 0.2 + 12 * 0.02 + 8 * 0.002
+    assert imprint.retained(cfg, 1000) == pytest.approx(math.exp(-1e-3 / 0.2 * lr_sum))
+    assert cfg.imprint(1000) == imprint.retained(cfg, 1000)
+    # From a spawn point at epoch 6 (iteration 24): 8 iterations at 0.02, 8 at 0.002.
+    assert cfg.imprint(1000, from_epoch=6) == pytest.approx(math.exp(-1e-3 / 0.2 * (
+        8 * 0.02 + 8 * 0.002)))
+    assert imprint.retained(Recipe(), 50_000) == pytest.approx(
+        math.exp(-1e-4 / 0.1 * (31280 * 0.1 + 15640 * 0.01 + 15640 * 0.001)))
+    # The figures PROTOCOL.md quotes: paper 0.04, 30 CIFAR-10 epochs 0.54, quick 0.98.
+    assert Config().imprint() == pytest.approx(0.04, abs=0.005)
+    assert Config(epochs=30, lr_drop_epochs=(15, 22)).imprint() == pytest.approx(0.54, abs=0.01)
+    assert config.preset("quick").imprint() == pytest.approx(0.98, abs=0.005)
+    assert Config(weight_decay=0).imprint() == 1.0
+
+
+def test_spawn_points_snapshots_and_late_spawn_points():
+    cfg = Config(epochs=12, lr_drop_epochs=(6, 9), spawn_epochs=(0, 1, 6), spawn_iterations=(50,),
+                 retrain_spawn_epochs=(0,), train_subset=4000)  # 32 iterations per epoch
+    assert cfg.spawn_points() == [(0, 0), (1, 32), ("50it", 50), (6, 192)]
+    assert cfg.late_spawn_points() == [6]
+    assert cfg.snapshots() == (1, 2, 3, 4, 5, 7, 9, 12)  # auto: geometric from 1 to the end
+    assert Config().snapshots() == (1, 2, 3, 5, 10, 17, 29, 52, 91, 160)
+    assert dataclasses.replace(cfg, snapshot_epochs=(12, 3)).snapshots() == (3, 12)
+    assert dataclasses.replace(cfg, snapshot_epochs=()).snapshots() == ()
+    assert Config(snapshot_epochs=[1, 2]).snapshot_epochs == (1, 2)
+    cost = cfg.network_epochs()  # the iteration spawn point costs its fraction of an epoch
+    assert cost["shared"] == 6 and cost["siblings"] == 10 * (12 + 11 + (12 - 50 / 32) + 6)
+
+
+def test_inits_repeat_the_consistency_design_and_keep_every_earlier_id():
+    one, three = Config(), Config(inits=3)
+    assert three.network_epochs()["replicates"] == 2 * (5 + 6320 + 480)
+    assert {k: v for k, v in three.network_epochs().items() if k != "replicates"} == \
+        one.network_epochs()
+    assert "replicates" not in one.network_epochs()
+    assert Config(inits=1, snapshot_epochs="auto", spawn_iterations=()).run_id() == one.run_id()
 
 
 def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():

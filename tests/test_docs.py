@@ -70,6 +70,11 @@ def test_the_readme_quotes_the_presets_costs():
     for name in ("paper", "quick", "smoke"):
         total = sum(config.preset(name).network_epochs().values())
         assert f"{total:,.0f} network-epochs" in readme, name
+    imprint = sum(config.preset("imprint").network_epochs().values())
+    assert f"| {imprint:,.0f} network-epochs per weight decay" in readme
+    costs = [sum(config.preset("paper", inits=n).network_epochs().values()) for n in (2, 3)]
+    assert (f"the paper preset costs {costs[0]:,.0f} network-epochs with `--inits=2` and "
+            f"{costs[1]:,.0f} with\n`--inits=3` (each init adds {costs[1] - costs[0]:,.0f})") in readme
     paper = config.preset("paper")
     assert f"({sum(paper.network_epochs().values()) * 50_000 / 1e9:.2f} billion images)" in readme
     two = config.preset("paper", retrain_seeds=2).network_epochs()

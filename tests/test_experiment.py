@@ -7,6 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+import jaxlottery
+
 from jaxlottery import checkpoint, experiment, masks, paths, siblings, verdicts
 
 from conftest import SMOKE, comparable
@@ -65,6 +67,29 @@ def test_smoke_run_writes_every_stage(smoke):
     for png in ("connectivity.png", "baselines.png", "imp.png"):
         assert png in files and f"]({png})" in report
     assert "Claim 1 (consistency)" in out and "report.md" in out
+    # kappa beside IoU; the imprint of this 3-epoch schedule says it cannot test claim 1
+    for r in rows:
+        assert -1 <= r["kappa_mean"] <= 1 and r["kappa_independent_inits"] is not None
+        assert 0 <= r["pruned_iou_mean"] <= 1 and -1 <= r["kappa_with_spawn_mask"] <= 1
+    assert results["imprint"]["retained"] > 0.99 and not results["imprint"]["can_test_claim_1"]
+    assert "cannot test claim 1" in results["readings"]["Claim 1 (consistency)"]
+    assert "imprint: the final weights keep 1.00" in out
+    # the trajectory: snapshots at epochs 1..3 (auto), siblings and control, every density; the
+    # last snapshot is the consistency stage's end point, made by the same code
+    traj = results["trajectory"]
+    assert {(r["spawn_epoch"], r["epoch"]) for r in traj if r["control"] is None} == \
+        {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)}
+    assert {r["epoch"] for r in traj if r["control"] == "independent_inits"} == {1, 2, 3}
+    for r in rows:
+        end = next(x for x in traj if x["control"] is None and x["epoch"] == 3
+                   and x["spawn_epoch"] == r["spawn_epoch"] and x["density"] == r["density"])
+        for key in ("kappa_mean", "iou_mean", "pruned_iou_mean", "kappa_with_spawn_mask"):
+            assert end[key] == pytest.approx(r[key], abs=1e-6), key
+    assert {r["lr"] for r in traj if r["epoch"] == 3} == {0.1 * 0.1}  # after the drop at 2
+    n_layers = len({r["layer"] for r in results["consistency_layers"]})
+    assert len(results["trajectory_layers"]) == len(traj) * n_layers
+    assert {"trajectory.png", "trajectory.csv", "trajectory_layers.csv"} <= files
+    assert "## Overlap through training" in report and "](trajectory.png)" in report
 
 
 @pytest.mark.slow
@@ -160,8 +185,6 @@ def _layer_counts(m):
 def test_retraining_pairs_data_orders_across_masks(tmp_path, monkeypatch):
     """Seed r of every mask, the dense control included, trains on one data order; the orders
     of different seeds differ; rows carry their seed."""
-    import types
-
     from jaxlottery import config, pipeline, retraining, stacks
 
     params = {"conv": {"kernel": np.ones((3, 3, 2, 2), np.float32)}}
@@ -254,3 +277,53 @@ def test_a_registered_composition_reaches_results_verdict_csv_and_figure(tmp_pat
         assert {"two", "union", "baseline"} <= {r["method"] for r in csv.DictReader(f)}
     legends = report.write(str(tmp_path), results)
     assert "kept in 2+" in legends["accuracy_vs_density.png"]
+
+
+@pytest.mark.slow
+def test_inits_and_spawn_points_in_iterations(tmp_path):
+    """--inits=2 repeats the consistency design from a second initialization (a distinct W_0,
+    its own rows, a spread over inits); a spawn point of 2 iterations (mid-epoch: 4 per epoch)
+    spawns from the shared network trained exactly 2 iterations."""
+    from jaxlottery import config, data, models, paths, pipeline, stacks, train
+
+    cfg = config.preset("smoke", spawn_epochs=(0,), spawn_iterations=(2,), inits=2,
+                        retrain_spawn_epochs=(), imp_levels=0, random_baselines=(), lmc_pairs=0)
+    results = experiment.run(cfg, workdir=str(tmp_path), progress=False, log=lambda _: None)
+    rundir = tmp_path / cfg.run_id()
+    assert {(r["init"], r["spawn_epoch"], r["spawn_iteration"]) for r in results["consistency"]} == \
+        {(i, t, s) for i in (0, 1) for t, s in ((0, 0), (0.5, 2))}
+    like = models.init(jax.random.key(0), 8, 4)
+    w0 = checkpoint.load_arrays(str(rundir / paths.spawn_weights(0)), like, as_numpy=True)
+    w0b = checkpoint.load_arrays(str(rundir / "inits" / "1" / paths.spawn_weights(0)), like,
+                                 as_numpy=True)
+    assert not np.array_equal(w0["params"]["stem_conv"]["kernel"], w0b["params"]["stem_conv"]["kernel"])
+    over = results["consistency_over_inits"]
+    assert len(over) == 4 and all(r["inits"] == 2 for r in over)
+    for r in over:
+        assert r["kappa_ci_low"] <= r["kappa_mean"] <= r["kappa_ci_high"]
+    assert {r["init"] for r in results["trajectory"]} == {0, 1}
+    assert {r["init"] for r in results["dense"]} == {0, 1}
+    report = (rundir / "report.md").read_text()
+    assert "Over 2 initializations" in report and "95% interval over 2 inits" in report
+    assert results["composition"] == [] and "No composed masks" in report
+    run = jaxlottery.load_run(rundir)  # every init and spawn point reads back by name
+    np.testing.assert_array_equal(run.spawn(0, init=1)["params"]["stem_conv"]["kernel"],
+                                  w0b["params"]["stem_conv"]["kernel"])
+    assert run.siblings("2it", init=1)["params"]["dense"]["kernel"].shape[0] == cfg.k
+    assert run.masks("2it", 0.2, init=1)["dense"]["kernel"].shape[0] == cfg.k
+    with pytest.raises(ValueError, match="init must be in 0..1"):
+        run.siblings(0, init=2)
+    with pytest.raises(ValueError, match=r"iterations \[2\] \(named '<s>it'\), not '3it'"):
+        run.siblings("3it")
+    # W at 2 iterations: the shared network (its init and data key) after exactly 2 iterations
+    ds = experiment.load_dataset(cfg)
+    root = jax.random.key(cfg.seed)
+    init = models.init(jax.random.fold_in(root, pipeline.INIT), 8, 4, 10, (32, 32, 3))
+    recipe = train.Recipe.from_config(cfg)
+    states, _ = siblings.train(siblings.spawn(init, 1, recipe),
+                               jax.random.fold_in(root, pipeline.SHARED_DATA)[None],
+                               data.to_device(ds), models.resnet(8, 4, 10), recipe, until=2,
+                               evaluate=False)
+    on_disk = checkpoint.load_arrays(str(rundir / paths.spawn_weights("2it")), like, as_numpy=True)
+    for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(train.variables(stacks.index(states, 0)))):
+        np.testing.assert_array_equal(a, np.asarray(b))

@@ -12,8 +12,8 @@ from jaxlottery import estimate, paths, pipeline, results, stages
 
 def test_stages_run_in_the_protocols_order_with_unique_names():
     names = [s.name for s in stages.STAGES]
-    assert names == ["shared", "siblings", "masks", "consistency", "connectivity", "composition",
-                     "retrain", "imp", "results"]
+    assert names == ["shared", "siblings", "masks", "consistency", "replicates", "connectivity",
+                     "composition", "retrain", "imp", "results"]
     assert all(callable(s.run) and s.label for s in stages.STAGES)
 
 
@@ -24,6 +24,9 @@ def test_every_run_file_has_one_relative_name():
              paths.sibling_masks("siblings", 1, 2), paths.sibling_masks("spawn", 1, 2),
              paths.independent_masks(0), paths.connectivity(1), paths.composition(1, "masks"),
              paths.composition(1, "meta"), paths.imp_masks(2), paths.imp_members(2),
+             paths.spawn_weights("500it"), paths.final(paths.siblings("500it")),
+             paths.sibling_masks("siblings", "500it", 2), paths.connectivity("500it"),
+             os.path.join(paths.replicate(1), paths.spawn_weights(0)),
              paths.chunk(paths.retraining(1), 3, ".json"), paths.plan(paths.imp_level(1)),
              *paths.FIGURES.values(), *paths.EXTRA_FIGURES.values(),
              *map(paths.csv, paths.TABLES)]
@@ -32,13 +35,23 @@ def test_every_run_file_has_one_relative_name():
 
 
 def test_the_seed_tree_folds_names_in_order():
-    ctx = pipeline.Context(*[None] * 6, jax.random.key(3), False, print)
+    ctx = pipeline.Context(None, "run", *[None] * 4, jax.random.key(3), False, print)
     want = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), pipeline.SIBLING_DATA), 5)
     np.testing.assert_array_equal(jax.random.key_data(ctx.key(pipeline.SIBLING_DATA, 5)),
                                   jax.random.key_data(want))
     assert len({pipeline.INIT, pipeline.SHARED_DATA, pipeline.SIBLING_DATA, pipeline.INDEPENDENT,
                 pipeline.RETRAIN_DATA, pipeline.RANDOM_MASKS, pipeline.SUBSET, pipeline.REINIT,
-                pipeline.IMP_DATA}) == 9
+                pipeline.IMP_DATA, pipeline.SIBLING_DATA_AT_ITERATION, pipeline.REPLICATE}) == 11
+    fold = lambda k, *names: k if not names else fold(jax.random.fold_in(k, names[0]), *names[1:])  # noqa: E731
+    same = lambda a, b: np.array_equal(jax.random.key_data(a), jax.random.key_data(b))  # noqa: E731
+    # a spawn point in iterations has its own branch; initialization j its own root
+    assert same(ctx.sibling_key("500it", 2),
+                fold(jax.random.key(3), pipeline.SIBLING_DATA_AT_ITERATION, 500, 2))
+    assert ctx.replicate(0) is ctx
+    second = ctx.replicate(1)
+    assert second.init == 1 and second.rundir == os.path.join("run", "inits", "1")
+    assert same(second.key(pipeline.INIT), fold(jax.random.key(3), pipeline.REPLICATE, 1,
+                                                pipeline.INIT))
 
 
 def test_results_group_runs_with_mean_spread_and_count():

@@ -1,5 +1,7 @@
 """The readings of the analyses beyond the paper, on hand-built results (no training)."""
 
+import pytest
+
 from jaxlottery import paths, report, verdicts
 
 
@@ -61,3 +63,84 @@ def test_figures_draw_every_registered_method_with_its_style(tmp_path, monkeypat
     labels = figures.figure_accuracy(res, str(tmp_path / "a.png"))
     assert {"union", "kept in 2+", "baseline", "dense"} <= set(labels)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def consistency_results(kappa: dict, wd: float, epochs: int = 160, inits: int = 1,
+                        drops=(80, 120)) -> dict:
+    """Consistency rows at 10.7% per (init, spawn epoch) with the given kappas, and the config
+    and dataset the imprint is computed from (CIFAR-10's 50,000 images)."""
+    rows = [{"init": i, "spawn_epoch": t, "density": 0.8**10, "kappa_mean": k + 0.01 * i,
+             "kappa_std": 0.01, "iou_mean": 0.2 + k / 2, "layer_matched_chance_iou": 0.12,
+             "chance_iou": 0.06, "kappa_with_spawn_mask": k / 2, "iou_with_spawn_mask": 0.1,
+             "kappa_independent_inits": 0.002, "pairs": 45}
+            for i in range(inits) for t, k in kappa.items()]
+    cfg = {"epochs": epochs, "lr_drop_epochs": list(drops), "spawn_epochs": sorted(kappa),
+           "weight_decay": wd, "lr": 0.1, "momentum": 0.9, "batch_size": 128,
+           "lr_drop_factor": 0.1}
+    res = {"consistency": rows, "config": cfg, "dataset": {"train": 50_000}}
+    if inits > 1:
+        res["consistency_over_inits"] = verdicts.over_inits(rows)
+    return res
+
+
+def test_claim_1_reading_says_whether_the_run_can_test_it():
+    # the paper's recipe keeps 0.04 of W_0: it can test claim 1, and kappa 0.05 at t = 0 is close
+    # to chance; kappa 0.6 is well above it
+    near = verdicts.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4))
+    assert "keeps 0.04 of each weight's initial value" in near and "can test claim 1" in near
+    assert "close to chance (slight agreement, kappa under 0.2), as the paper says" in near
+    assert "(rises with the spawn point)" in near
+    far = verdicts.consistency_verdict(consistency_results({0: 0.6, 5: 0.8}, 1e-4))
+    assert "well above chance (kappa 0.2 or more), against the paper" in far
+    # 12 short epochs keep almost all of it: no claim either way
+    short = verdicts.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4, epochs=12,
+                                                             drops=(6, 9)))
+    assert "cannot test claim 1" in short and "as the paper says" not in short
+    # a spawn point at or after the first drop is flagged
+    assert "Spawn point(s) 6 lie at or after the first learning-rate drop" in \
+        verdicts.consistency_verdict(consistency_results({0: 0.1, 6: 0.6}, 1e-4, epochs=12,
+                                                         drops=(6, 9)))
+
+
+def test_claim_1_over_several_inits_reads_their_interval():
+    res = consistency_results({0: 0.05, 5: 0.6}, 1e-4, inits=3)
+    over = res["consistency_over_inits"]
+    at0 = next(r for r in over if r["spawn_epoch"] == 0)
+    assert at0["inits"] == 3 and at0["kappa_mean"] == pytest.approx(0.06)
+    assert at0["kappa_std_over_inits"] == pytest.approx(0.01)
+    half = 4.303 * 0.01 / 3**0.5  # t(2 df) x stderr over 3 inits
+    assert (at0["kappa_ci_low"], at0["kappa_ci_high"]) == pytest.approx((0.06 - half, 0.06 + half))
+    line = verdicts.consistency_verdict(res)
+    assert "(95% interval over 3 inits +0.035..+0.085)" in line
+
+
+def test_an_older_results_file_is_read_by_iou_with_its_imprint_computed():
+    res = consistency_results({0: 0.3, 2: 0.5}, 1e-4, epochs=8, drops=(4, 6))
+    for r in res["consistency"]:
+        for key in ("kappa_mean", "kappa_std", "kappa_with_spawn_mask", "kappa_independent_inits",
+                    "init"):
+            r.pop(key)
+    res["dataset"]["train"] = 60_000
+    line = verdicts.consistency_verdict(res)
+    assert "sibling IoU 0.350" in line and "keeps 0.82 of each weight's initial value" in line
+    assert verdicts.imprint_of(res)["retained"] == pytest.approx(0.8204, abs=1e-4)
+
+
+def test_the_imprint_sweep_summarizes_t0_rows_and_draws_them(tmp_path):
+    from jaxlottery import imprint_sweep
+
+    def fake(wd, retained, kappa):
+        res = consistency_results({0: kappa, 1: 0.9}, wd, inits=2)
+        return dict(res, run_id=f"r{wd}", imprint={"retained": retained},
+                    dense=[{"init": i, "spawn_epoch": 0, "mean": 0.8 - wd} for i in (0, 1)]
+                    + [{"init": 0, "spawn_epoch": None, "control": "independent_inits",
+                        "mean": 0.5}],
+                    timing={"train_images": 1000}, environment={})
+
+    summary = imprint_sweep.summarize([fake(1e-4, 0.98, 0.6), fake(1e-2, 0.1, 0.1)])
+    assert [(r["weight_decay"], r["init"], r["kappa"]) for r in summary["rows"]] == \
+        [(1e-4, 0, 0.6), (1e-4, 1, pytest.approx(0.61)), (1e-2, 0, 0.1), (1e-2, 1, 0.11)]
+    assert all(r["test_accuracy"] == pytest.approx(0.8 - r["weight_decay"]) for r in summary["rows"])
+    imprint_sweep.write(str(tmp_path), summary)
+    assert (tmp_path / imprint_sweep.FIGURE).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / imprint_sweep.TABLE).read_text().startswith("weight_decay,retained,init")
