@@ -286,8 +286,10 @@ def test_inits_and_spawn_points_in_iterations(tmp_path):
     spawns from the shared network trained exactly 2 iterations."""
     from jaxlottery import config, data, models, paths, pipeline, stacks, train
 
-    cfg = config.preset("smoke", spawn_epochs=(0,), spawn_iterations=(2,), inits=2,
-                        retrain_spawn_epochs=(), imp_levels=0, random_baselines=(), lmc_pairs=0)
+    cfg = config.preset("smoke", spawn_epochs=(0,), spawn_iterations=(2,), inits=2, k=2,
+                        k_values=(2,), baseline_siblings=1, independent_inits=0,
+                        densities=(0.5, 0.2), retrain_spawn_epochs=(), imp_levels=0,
+                        random_baselines=(), lmc_pairs=0)
     results = experiment.run(cfg, workdir=str(tmp_path), progress=False, log=lambda _: None)
     rundir = tmp_path / cfg.run_id()
     assert {(r["init"], r["spawn_epoch"], r["spawn_iteration"]) for r in results["consistency"]} == \
@@ -305,7 +307,7 @@ def test_inits_and_spawn_points_in_iterations(tmp_path):
     assert {r["init"] for r in results["dense"]} == {0, 1}
     report = (rundir / "report.md").read_text()
     assert "Over 2 initializations" in report and "95% interval over 2 inits" in report
-    assert results["composition"] == [] and "No composed masks" in report
+    assert results["composition"] == [] and "Not run: no spawn point was retrained" in report
     run = jaxlottery.load_run(rundir)  # every init and spawn point reads back by name
     np.testing.assert_array_equal(run.spawn(0, init=1)["params"]["stem_conv"]["kernel"],
                                   w0b["params"]["stem_conv"]["kernel"])
