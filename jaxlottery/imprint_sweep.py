@@ -23,11 +23,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from typing import Callable
 
 import numpy as np
 
+from jaxlottery import statistics
 from jaxlottery.config import Config, ConfigError
 
 WEIGHT_DECAYS = (1e-4, 1e-3, 3e-3, 1e-2, 1.5e-2)
@@ -46,14 +46,11 @@ def run(base: Config, weight_decays=WEIGHT_DECAYS, workdir: str = "runs", out: s
     if len(set(weight_decays)) != len(weight_decays) or not weight_decays:
         raise ConfigError(f"--weight_decays: give distinct values, got {list(weight_decays)}")
     configs = [dataclasses.replace(base, weight_decay=wd).validate() for wd in weight_decays]
-    results, seconds = [], []
+    results = []
     for i, cfg in enumerate(configs, 1):
         log(f"imprint sweep {i}/{len(configs)}: weight decay {cfg.weight_decay:g}")
-        t0 = time.perf_counter()
         results.append(experiment.run(cfg, workdir=workdir, progress=progress, log=log))
-        seconds.append(time.perf_counter() - t0)
     summary = summarize(results)
-    summary["seconds_per_run"] = seconds
     if out is not None:
         write(out, summary)
     return summary
@@ -78,12 +75,43 @@ def summarize(results: list[dict]) -> dict:
                          "kappa_with_spawn_mask": r["kappa_with_spawn_mask"],
                          "kappa_control": r["kappa_independent_inits"],
                          "test_accuracy": dense.get(r["init"]), "run_id": res["run_id"]})
-    return {"rows": rows, "runs": [{"run_id": r["run_id"], "weight_decay": r["config"]["weight_decay"],
-                                    "retained": r["imprint"]["retained"],
-                                    "train_images": r["timing"]["train_images"]}
-                                   for r in results],
+    trajectory = [{"weight_decay": res["config"]["weight_decay"],
+                   "retained": res["imprint"]["retained"], "init": r["init"], "epoch": r["epoch"],
+                   "density": r["density"], "kappa": r["kappa_mean"],
+                   "kappa_with_spawn_mask": r["kappa_with_spawn_mask"]}
+                  for res in results for r in res.get("trajectory") or []
+                  if r["control"] is None and r["spawn_epoch"] == 0]
+    return {"rows": rows, "means": means(rows), "trajectory": trajectory,
+            "runs": [{"run_id": r["run_id"], "weight_decay": r["config"]["weight_decay"],
+                      "retained": r["imprint"]["retained"],
+                      "train_images": r["timing"]["train_images"],
+                      "training_seconds": sum(r["timing"]["seconds_per_stage"].values())}
+                     for r in results],
             "config": {k: v for k, v in results[0]["config"].items() if k != "weight_decay"},
             "dataset": results[0]["dataset"], "environment": results[0]["environment"]}
+
+
+def means(rows: list[dict]) -> list[dict]:
+    """Per (weight decay, density), over inits: the mean kappa of the t = 0 siblings with its
+    spread and 95% interval (Student's t, inits - 1 df), and the means of their kappa with W_0's
+    mask, of the control's kappa and of the test accuracy."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["weight_decay"], r["density"]), []).append(r)
+    out = []
+    for (wd, d), rs in groups.items():
+        sp = statistics.spread([r["kappa"] for r in rs])
+        ci = statistics.interval(sp["mean"], sp["stderr"], len(rs) - 1)
+        mean = lambda key: (float(np.mean([r[key] for r in rs]))  # noqa: E731
+                            if all(r[key] is not None for r in rs) else None)
+        out.append({"weight_decay": wd, "retained": rs[0]["retained"], "density": d,
+                    "inits": len(rs), "kappa": sp["mean"], "kappa_std_over_inits": sp["std"],
+                    "kappa_ci_low": ci and ci[0], "kappa_ci_high": ci and ci[1],
+                    "kappa_with_spawn_mask": mean("kappa_with_spawn_mask"),
+                    "kappa_control": mean("kappa_control"), "iou": mean("iou"),
+                    "layer_matched_chance_iou": mean("layer_matched_chance_iou"),
+                    "test_accuracy": mean("test_accuracy")})
+    return out
 
 
 def write(out: str, summary: dict) -> None:
@@ -99,15 +127,17 @@ def write(out: str, summary: dict) -> None:
 def figure(summary: dict, path: str) -> list[str]:
     """Left: kappa at t = 0 against the retained imprint, one color per density (each init a
     point, their mean a line), the siblings' kappa with W_0's own mask dotted and the
-    independent-init control in gray (chance is 0). Right: the siblings' test accuracy, the
-    confound: weight decay changes the training too."""
+    independent-init control in gray (chance is 0). Middle: kappa through training at the
+    density nearest 10.7%, one color per weight decay (the first init solid). Right: the
+    siblings' test accuracy, the confound: weight decay changes the training too."""
     from jaxlottery.figures import _legend, _plt, _save
+    from jaxlottery.verdicts import reference_density
 
     plt = _plt()
     rows = summary["rows"]
     densities = sorted({r["density"] for r in rows}, reverse=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(densities)))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [2, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": [2, 1.4, 1]})
     for n, (d, c) in enumerate(zip(densities, colors)):
         rs = [r for r in rows if r["density"] == d]
         xs = sorted({r["retained"] for r in rs})
@@ -127,18 +157,39 @@ def figure(summary: dict, path: str) -> list[str]:
                       "init; dotted: kappa with W_0's own mask; gray x: independent inits)",
                       fontsize=9)
     axes[0].legend(title="density", fontsize=7)
+    traj = summary.get("trajectory") or []
+    if traj:
+        d = reference_density(sorted({r["density"] for r in traj}))
+        decays = sorted({r["weight_decay"] for r in traj})
+        shades = dict(zip(decays, plt.cm.magma(np.linspace(0.1, 0.8, len(decays)))))
+        inits = sorted({r["init"] for r in traj})
+        for wd in decays:
+            for i in inits:
+                rs = sorted((r for r in traj if r["weight_decay"] == wd and r["init"] == i
+                             and r["density"] == d), key=lambda r: r["epoch"])
+                axes[1].plot([r["epoch"] for r in rs], [r["kappa"] for r in rs], color=shades[wd],
+                             marker="o" if i == inits[0] else None, ms=3,
+                             alpha=1.0 if i == inits[0] else 0.4,
+                             label=f"{rs[0]['retained']:.2f} (wd {wd:g})" if i == inits[0] else None)
+        for drop in summary["config"].get("lr_drop_epochs") or []:
+            axes[1].axvline(drop, color="k", ls="--", lw=0.6, alpha=0.5)
+        axes[1].axhline(0, color="gray", lw=0.6)
+        axes[1].set_xlabel("epoch (dashed: learning-rate drops)")
+        axes[1].set_ylabel(f"kappa of t = 0 siblings at {100 * d:.1f}%")
+        axes[1].set_title("Through training (first init solid)", fontsize=9)
+        axes[1].legend(title="imprint retained", fontsize=7)
     acc = {}
     for r in rows:
         if r["test_accuracy"] is not None:
             acc.setdefault(r["retained"], {})[r["init"]] = r["test_accuracy"]
     xs = sorted(acc)
-    axes[1].plot(xs, [100 * np.mean(list(acc[x].values())) for x in xs], marker="o", color="k")
+    axes[2].plot(xs, [100 * np.mean(list(acc[x].values())) for x in xs], marker="o", color="k")
     for x in xs:
-        axes[1].scatter([x] * len(acc[x]), [100 * a for a in acc[x].values()], color="k", s=10)
-    axes[1].invert_xaxis()
-    axes[1].set_xlabel("imprint retained")
-    axes[1].set_ylabel("siblings' test accuracy (%)")
-    axes[1].set_title("The confound: weight decay changes training too", fontsize=9)
+        axes[2].scatter([x] * len(acc[x]), [100 * a for a in acc[x].values()], color="k", s=10)
+    axes[2].invert_xaxis()
+    axes[2].set_xlabel("imprint retained")
+    axes[2].set_ylabel("siblings' test accuracy (%)")
+    axes[2].set_title("The confound: weight decay changes training too", fontsize=9)
     labels = _legend(axes[0])
     _save(fig, path)
     return labels

@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any
 
-from jaxlottery import estimate, statistics, verdicts
+from jaxlottery import config, estimate, statistics, verdicts
 from jaxlottery.checkpoint import read_json
 
 _PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.S)
@@ -87,7 +87,7 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
         "connectivity": lambda: verdicts.connectivity_table(results),
         "pct": lambda x: 100 * x, "duration": estimate.duration, "span": span,
         "judged": judged, "verdict_counts": verdict_counts,
-        "statistics": statistics, "verdicts": verdicts,
+        "statistics": statistics, "verdicts": verdicts, "config": config,
         "imprint": lambda: verdicts.imprint_of(results),
         **{f.__name__: f for f in (min, max, len, sum, abs, round, sorted, all, any, next, zip,
                                    map, list, dict, set, float, int, str, format)},

@@ -135,12 +135,20 @@ def test_the_imprint_sweep_summarizes_t0_rows_and_draws_them(tmp_path):
                     dense=[{"init": i, "spawn_epoch": 0, "mean": 0.8 - wd} for i in (0, 1)]
                     + [{"init": 0, "spawn_epoch": None, "control": "independent_inits",
                         "mean": 0.5}],
-                    timing={"train_images": 1000}, environment={})
+                    timing={"train_images": 1000, "seconds_per_stage": {"siblings": 2.0}},
+                    environment={})
 
     summary = imprint_sweep.summarize([fake(1e-4, 0.98, 0.6), fake(1e-2, 0.1, 0.1)])
     assert [(r["weight_decay"], r["init"], r["kappa"]) for r in summary["rows"]] == \
         [(1e-4, 0, 0.6), (1e-4, 1, pytest.approx(0.61)), (1e-2, 0, 0.1), (1e-2, 1, 0.11)]
     assert all(r["test_accuracy"] == pytest.approx(0.8 - r["weight_decay"]) for r in summary["rows"])
+    means = {m["weight_decay"]: m for m in summary["means"] if m["density"] == 0.8**10}
+    assert means[1e-4]["kappa"] == pytest.approx(0.605) and means[1e-4]["inits"] == 2
+    half = 12.706 * 0.01 / 2  # t(1 df) x the stderr of 0.60 and 0.61
+    assert (means[1e-4]["kappa_ci_low"], means[1e-4]["kappa_ci_high"]) == pytest.approx(
+        (0.605 - half, 0.605 + half))
+    assert means[1e-2]["kappa_control"] == pytest.approx(0.002)
+    assert summary["runs"][0]["training_seconds"] == 2.0
     imprint_sweep.write(str(tmp_path), summary)
     assert (tmp_path / imprint_sweep.FIGURE).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / imprint_sweep.TABLE).read_text().startswith("weight_decay,retained,init")
