@@ -133,6 +133,7 @@ def figure_trajectory(results: dict, path: str) -> list[str]:
         ax.axhline(0, color="gray", lw=0.6)
         ax.set_xscale("log")
         ax.set_xticks(ticks, [str(e) for e in ticks])
+        ax.tick_params(labelbottom=True)  # every panel its epochs (shared axes hide them)
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(f"{100 * d:.1f}% density", fontsize=9)
     for ax in axes.flat[len(densities):]:

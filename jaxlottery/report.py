@@ -53,7 +53,7 @@ def write(rundir: str, results: dict) -> dict[str, list[str]]:
     computed = {"connectivity": connectivity_table, "differences": verdicts.differences}
     for name in paths.TABLES:
         rows = computed[name](results) if name in computed else results.get(name)
-        if rows or (name in results and name not in computed):
+        if rows:  # an empty section (no inits to compare, no retraining) gets no table
             _write_csv(os.path.join(rundir, paths.csv(name)), rows)
     names = {**paths.FIGURES, **paths.EXTRA_FIGURES}
     legends = {}

@@ -111,7 +111,7 @@ def _trajectory(ctx: Context, init: int, nets: dict) -> tuple[list[dict], list[d
     rows, layer_rows = [], []
     for t, control, s in stacks_:
         where = {"init": init, "spawn_epoch": None if t is None else ctx.spawn_epoch(t),
-                 "spawn_iteration": 0 if t is None else ctx.spawn_step(t), "control": control}
+                 "spawn_iteration": None if t is None else ctx.spawn_step(t), "control": control}
         for record in s["history"]:
             for snap in record.get("snapshot") or []:
                 at = dict(where, epoch=record["epoch"], step=record["step"], density=snap["density"])
