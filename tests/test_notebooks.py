@@ -72,7 +72,8 @@ def test_reproduce_paper_resumes_a_run_and_shows_every_result(smoke, tmp_path):
         assert line in text
     assert f"{SMOKE.k} siblings spawned at epoch {SMOKE.spawn_epochs[0]}: mean pairwise IoU" in text
     figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert figures == len(report.figures(results)) == 6  # the paper's 3, connectivity, baselines, IMP
+    assert figures == len(report.figures(results)) == 7  # the paper's 3, trajectory, connectivity,
+    # baselines, IMP
     with open(runs / SMOKE.run_id() / "results.json") as f:
         assert comparable(json.load(f)) == comparable(results)
     # A restarted runtime finds the finished run in the work dir.
