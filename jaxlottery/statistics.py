@@ -1,7 +1,9 @@
 """Spreads and the verdict rule: every reading of a difference states the difference, its
 standard error, a 95% interval (Student's t), the number of runs and where the noise estimate
-came from, and says "effect" only when the interval excludes zero, "no difference" only when it
-covers zero and lies within +-`MARGIN_POINTS`, and "inconclusive" otherwise.
+came from, and says "effect" only when the interval excludes zero, "equivalent" only when it
+covers zero and lies within +-`MARGIN_POINTS`, and "inconclusive" otherwise; for a family of
+comparisons, p-values of both questions (a difference from 0, equivalence within the margin by
+two one-sided tests) with Holm's correction (`holm`).
 
 Differences and standard errors here are in accuracy points (percent)."""
 
@@ -11,26 +13,18 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
-# The smallest accuracy difference, in points, that the readings treat as mattering: "no
-# difference" claims the true difference lies within +- this.
+# The smallest accuracy difference, in points, that the readings treat as mattering:
+# "equivalent" claims the true difference lies within +- this.
 MARGIN_POINTS = 1.0
 
-# Two-sided 95% quantiles of Student's t (t_0.975) by degrees of freedom; between tabulated
-# values the smaller df is used (a wider interval), past the last the normal quantile.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
-         17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
-         120: 1.980}
 
-
-def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with `df` >= 1 degrees of freedom."""
-    if df < 1:
+def t975(df: float) -> float:
+    """The 0.975 quantile of Student's t with `df` >= 1 degrees of freedom (scipy, exact)."""
+    if not df >= 1:
         raise ValueError(f"a t quantile needs df >= 1, got {df}")
-    if df > max(_T975):
-        return 1.960
-    return _T975[max(d for d in _T975 if d <= df)]
+    return float(stats.t.ppf(0.975, df))
 
 
 def spread(values: Sequence[float]) -> dict:
@@ -51,8 +45,8 @@ def interval(value: float, stderr: float | None, df: int | None) -> list[float] 
 
 def judge(difference: float, stderr: float | None, df: int | None, runs: int, noise: str,
           margin: float = MARGIN_POINTS) -> dict:
-    """The verdict on a difference in points: "effect" (the 95% interval excludes 0), "no
-    difference" (it covers 0 and lies within +-margin), "inconclusive" (neither), or "no noise
+    """The verdict on a difference in points: "effect" (the 95% interval excludes 0),
+    "equivalent" (it covers 0 and lies within +-margin), "inconclusive" (neither), or "no noise
     estimate". Returns the difference, stderr, df, interval, runs, noise source and verdict."""
     ci = interval(difference, stderr, df)
     if ci is None:
@@ -60,7 +54,7 @@ def judge(difference: float, stderr: float | None, df: int | None, runs: int, no
     elif ci[0] > 0 or ci[1] < 0:
         verdict = "effect"
     elif -margin <= ci[0] and ci[1] <= margin:
-        verdict = "no difference"
+        verdict = "equivalent"
     else:
         verdict = "inconclusive"
     return {"difference": difference, "stderr": stderr, "df": df, "interval": ci, "runs": runs,
@@ -94,3 +88,35 @@ def describe(j: dict) -> str:
     if j["interval"] is not None:
         text += f" (95% CI {j['interval'][0]:+.2f}..{j['interval'][1]:+.2f})"
     return f"{text}, {j['verdict']}"
+
+
+def p_difference(difference: float, stderr: float, df: float) -> float:
+    """Two-sided p-value of a difference from 0 (Student's t)."""
+    if stderr == 0:
+        return 0.0 if difference else 1.0
+    return float(2 * stats.t.sf(abs(difference) / stderr, df))
+
+
+def p_equivalence(difference: float, stderr: float, df: float,
+                  margin: float = MARGIN_POINTS) -> float:
+    """p-value of equivalence within +-margin by two one-sided t tests (TOST): the larger of
+    the two one-sided p-values. Below 0.025 exactly when the 95% interval lies inside the
+    margin, the rule `judge` applies to one comparison."""
+    if stderr == 0:
+        return 0.0 if abs(difference) < margin else 1.0
+    lower = stats.t.sf((difference + margin) / stderr, df)  # H0: difference <= -margin
+    upper = stats.t.sf((margin - difference) / stderr, df)  # H0: difference >= +margin
+    return float(max(lower, upper))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and does not count): reject where
+    the adjusted value is below the level, and the chance of any false rejection in the family
+    stays under it."""
+    known = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - rank) * p))
+        out[i] = running
+    return out

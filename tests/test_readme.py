@@ -51,7 +51,7 @@ def test_dependency_floors_are_the_tested_minimum_versions():
     floors = dict(re.findall(r'"([a-z_-]+)>=([0-9.]+)"', project.split("[project.scripts]")[0]))
     pins = dict(re.findall(r"^([a-z_-]+)==([0-9.]+)$",
                            open(os.path.join(ROOT, ".ci", "min_versions.txt")).read(), re.M))
-    core = ("jax", "flax", "optax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
+    core = ("jax", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "tensorflow-datasets")
     from packaging.version import Version  # pytest's own dependency
 
     assert {p: Version(floors[p]) for p in core} == {p: Version(pins[p]) for p in core}
