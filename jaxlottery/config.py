@@ -93,7 +93,15 @@ class Config:
     retrain_densities: tuple[float, ...] = option(RETRAIN_DENSITIES, "densities at which "
                                                   "composed and baseline masks are retrained")
     baseline_siblings: int = option(2, "single siblings pruned one-shot and retrained as the "
-                                    "baseline")
+                                    "baseline (its replicate masks)")
+    mask_replicates: int = option(2, "composed masks per method, k' and density, each from its "
+                                  "own disjoint group of k' siblings (fewer where --k has no "
+                                  "room: k' = k gives one): a verdict about a method needs "
+                                  "several of its masks")
+    positive_control: bool = option(True, "retrain a layer-matched random mask per one-shot "
+                                    "baseline at every retraining density (random_matched): a "
+                                    "design that cannot tell it from the magnitude masks "
+                                    "supports no 'equivalent' (true/false)")
     retrain_seeds: int = option(1, "data orders every retrained mask and the dense control train "
                                 "with; order r is the same for every mask (paired comparisons). "
                                 "1: the noise of a difference is estimated from the dense "
@@ -191,8 +199,9 @@ class Config:
     def network_epochs(self, n_train: int | None = None) -> dict[str, float]:
         """Cost of each training stage in network-epochs (one network, one epoch); spawn points
         in iterations are converted at `n_train` images (default: see `steps_per_epoch`)."""
-        n_masks = len(self.retrain_densities) * (self.masks_per_density() + self.baseline_siblings
-                                                 + len(self.random_baseline_methods()))
+        n_masks = len(self.retrain_densities) * (
+            self.masks_per_density() + self.baseline_siblings + self.control_masks()
+            + len([m for m in self.random_baseline_methods() if m != "random_matched"]))
         n_masks = (n_masks + 1) * self.retrain_seeds  # + the dense control, per data order
         spe = self.steps_per_epoch(n_train)
         spawns = [step / spe for _, step in self.spawn_points(n_train)]
@@ -212,8 +221,20 @@ class Config:
         return cost
 
     def masks_per_density(self) -> int:
-        """Composed masks per (spawn point, density): each method at each k' it is defined for."""
-        return len(self.compose_methods(self.effective_k_values()))
+        """Composed masks per (spawn point, density): each method at each k' it is defined for,
+        once per replicate group."""
+        return sum(self.mask_groups(kk) for _, kk in self.compose_methods(self.effective_k_values()))
+
+    def mask_groups(self, k_prime: int) -> int:
+        """Replicate masks of a method at k': disjoint groups of k' siblings, at most
+        --mask_replicates, at least one."""
+        return max(1, min(self.mask_replicates, self.k // k_prime))
+
+    def control_masks(self) -> int:
+        """Layer-matched random masks per (spawn point, density): one per one-shot baseline with
+        --positive_control (or random_matched among --random_baselines), else none."""
+        on = self.positive_control or "random_matched" in self.random_baselines
+        return self.baseline_siblings if on else 0
 
     def compose_methods(self, ks: tuple[int, ...]) -> list[tuple[str, int]]:
         """(method, k') pairs that are composed: every method at every k' from its `min_k` on
@@ -222,9 +243,11 @@ class Config:
 
     def random_baseline_methods(self) -> list[str]:
         """Baseline masks retrained per (spawn point, density): random (global density),
-        random_matched (the one-shot mask's per-layer densities), and with "reinit" the
-        one-shot mask and every composed mask at the largest k', from a fresh init."""
-        out = [m for m in ("random", "random_matched") if m in self.random_baselines]
+        random_matched (the one-shot masks' per-layer densities: the positive control), and
+        with "reinit" the one-shot mask and every composed mask at the largest k', from a
+        fresh init."""
+        out = ["random"] if "random" in self.random_baselines else []
+        out += ["random_matched"] if self.control_masks() else []
         if "reinit" in self.random_baselines:
             ks = self.effective_k_values()[-1:]
             out += ["baseline_reinit"] + [f"{how}_reinit" for how, _ in self.compose_methods(ks)]
@@ -332,6 +355,10 @@ class Config:
              f"must be an integer >= 1, got {self.retrain_seeds!r}")
         need(_is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
              "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
+        need(_is_int(self.mask_replicates) and self.mask_replicates >= 1, "mask_replicates",
+             f"must be an integer >= 1, got {self.mask_replicates!r}")
+        need(isinstance(self.positive_control, bool), "positive_control",
+             f"must be true or false, got {self.positive_control!r}")
         bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
         need(not bad, "random_baselines",
              f"unknown baselines {bad}; choose from random, random_matched, reinit")

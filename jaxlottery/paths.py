@@ -25,8 +25,8 @@ EXTRA_FIGURES = {"trajectory": "trajectory.png", "connectivity": "connectivity.p
                  "random_baselines": "baselines.png", "imp": "imp.png"}
 # results.json sections written as CSV tables (connectivity's table is derived: see report).
 TABLES = ("dense", "consistency", "consistency_layers", "consistency_over_inits", "trajectory",
-          "trajectory_layers", "composition", "random_baselines", "imp", "connectivity",
-          "differences")
+          "trajectory_layers", "composition", "random_baselines", "mask_overlaps", "imp",
+          "connectivity", "differences")
 
 
 def csv(table: str) -> str:
@@ -81,8 +81,10 @@ def connectivity(t: int | str) -> str:
 
 
 def composition(t: int, what: str) -> str:
-    """The masks to retrain from W_t (`what="masks"`, .npz) and their metadata (`"meta"`, .json)."""
-    return os.path.join("composition", f"e{t}.npz" if what == "masks" else f"e{t}.json")
+    """The masks to retrain from W_t (`what="masks"`, .npz), their metadata (`"meta"`, .json)
+    and the overlaps between them (`"overlaps"`, .json)."""
+    name = {"masks": f"e{t}.npz", "meta": f"e{t}.json", "overlaps": f"e{t}_overlaps.json"}[what]
+    return os.path.join("composition", name)
 
 
 def retraining(t: int) -> str:

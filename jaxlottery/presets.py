@@ -7,6 +7,10 @@
 - `imprint`: the mechanism behind claim 1 at quick's scale: siblings spawned at initialization
   only, two initializations, no retraining; `jaxlottery.imprint_sweep` runs it at several weight
   decays, so that the imprint the initialization leaves on the final weights spans 0.98 to 0.05.
+- `claim2`: the paper's composition claim on one GPU: the paper's recipe and network, siblings
+  spawned at epoch 5 only, k' in {2, 10} (union and intersection), two densities, every mask
+  and its replicates, the one-shot baselines and the positive control retrained with 3 data
+  orders; no connectivity, no control inits.
 
 `quick` and `smoke` also run every analysis beyond the paper (IMP and parallel IMP, the random
 and re-initialized baselines); `paper` runs those only when asked, since they would more than
@@ -36,3 +40,6 @@ PRESETS["imprint"] = dict(
               "lr_drop_epochs", "k", "densities", "independent_inits")},
     spawn_epochs=(0,), retrain_spawn_epochs=(), k_values=(2,), baseline_siblings=1, lmc_pairs=0,
     inits=2)
+PRESETS["claim2"] = dict(spawn_epochs=(5,), retrain_spawn_epochs=(5,), k_values=(2, 10),
+                        compose=("union", "intersection"), retrain_densities=(0.8**8, 0.8**12),
+                        retrain_seeds=3, independent_inits=0, lmc_pairs=0)

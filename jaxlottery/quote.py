@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any
 
-from jaxlottery import config, estimate, statistics, verdicts
+from jaxlottery import composability, config, estimate, statistics, verdicts
 from jaxlottery.checkpoint import read_json
 
 _PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.S)
@@ -64,10 +64,10 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
         return lo if lo == hi else f"{lo} to {hi}" if signed else f"{lo}-{hi}"
 
     def judged(section: str = "composition", reference: str = "baseline", **where) -> list[dict]:
-        """The judged differences of a section (`verdicts.composition_deltas`; section "imp":
-        `verdicts.imp_deltas`) matching `where`."""
+        """The judged differences of a section (`composability.composition_deltas`; section
+        "imp": `verdicts.imp_deltas`) matching `where`."""
         table = (verdicts.imp_deltas(results) if section == "imp" else
-                 verdicts.composition_deltas(results, section, reference))
+                 composability.composition_deltas(results, section, reference))
         return rows(table, **where)
 
     def verdict_counts(table: list[dict]) -> str:
@@ -87,7 +87,8 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
         "connectivity": lambda: verdicts.connectivity_table(results),
         "pct": lambda x: 100 * x, "duration": estimate.duration, "span": span,
         "judged": judged, "verdict_counts": verdict_counts,
-        "statistics": statistics, "verdicts": verdicts, "config": config,
+        "statistics": statistics, "verdicts": verdicts, "composability": composability,
+        "config": config,
         "imprint": lambda: verdicts.imprint_of(results),
         **{f.__name__: f for f in (min, max, len, sum, abs, round, sorted, all, any, next, zip,
                                    map, list, dict, set, float, int, str, format)},

@@ -13,16 +13,22 @@ import os
 import sys
 
 from jaxlottery import figures as figs
-from jaxlottery import paths, verdicts
+from jaxlottery import composability, paths, verdicts
+from jaxlottery.composability import baselines_verdict, composition_deltas, composition_verdict
 from jaxlottery.files import atomic_write_bytes
-from jaxlottery.verdicts import (baselines_verdict, composition_deltas, composition_verdict,
-                                 connectivity_table, connectivity_verdict, consistency_verdict,
+from jaxlottery.verdicts import (connectivity_table, connectivity_verdict, consistency_verdict,
                                  imp_deltas, imp_verdict, reference_density)
 
-DELTA_COLUMNS = [("spawn_epoch", "t", ""), ("k", "k", ""), ("density", "density", ".4f"),
-                 ("method", "method", ""), ("reference", "minus", ""),
-                 ("delta_points", "difference", "+.2f"), ("ci_low", "95% CI low", "+.2f"),
-                 ("ci_high", "high", "+.2f"), ("runs", "runs", ""), ("verdict", "verdict", "")]
+# Composition comparisons: the model's numbers (`jaxlottery.composability`) beside each verdict.
+COMPARISON_COLUMNS = [
+    ("spawn_epoch", "t", ""), ("k", "k'", ""), ("density", "density", ".4f"),
+    ("method", "method", ""), ("reference", "minus", ""), ("delta_points", "difference", "+.2f"),
+    ("ci_low", "95% CI low", "+.2f"), ("ci_high", "high", "+.2f"),
+    ("bound_points", "equivalent within", ".2f"), ("p_holm", "p (Holm)", ".3g"),
+    ("p_equivalence_holm", "p equiv. (Holm)", ".3g"), ("masks", "masks", ""),
+    ("reference_masks", "ref. masks", ""), ("orders", "orders", ""),
+    ("iou", "IoU with ref.", ".3f"), ("replicate_iou", "IoU of replicates", ".3f"),
+    ("verdict", "verdict", "")]
 
 DRAW = {"overlap": figs.figure_overlap, "accuracy": figs.figure_accuracy,
         "layers": figs.figure_layers, "trajectory": figs.figure_trajectory,
@@ -44,7 +50,7 @@ def figures(results: dict) -> list[str]:
 REQUIRED = ("config", "run_id", "dataset", "environment", "timing", "dense", "consistency",
             "composition")
 OPTIONAL = ("consistency_layers", "random_baselines", "connectivity", "imp", "retrained_masks",
-            "trajectory", "imprint")
+            "mask_overlaps", "trajectory", "imprint")
 
 
 def write(rundir: str, results: dict) -> dict[str, list[str]]:
@@ -173,21 +179,28 @@ def _composition(results: dict) -> list[str]:
         return ["\n## Claim 2: composability\n",
                 "Not run: no spawn point was retrained (`--retrain_spawn_epochs` empty).\n"]
     return ["\n## Claim 2: composability\n",
-            "Union and intersection of the first k siblings' masks at matched density, retrained "
-            "from W_t, against one-shot magnitude pruning of single siblings (baseline) and the "
-            f"unpruned network (dense), each retrained with {cfg.get('retrain_seeds', 1)} data "
-            "order(s), order r shared by every mask. `runs`: the retraining runs a row averages "
-            "(the baseline: siblings x orders):\n",
+            "Union, intersection and vote of k' siblings' masks at matched density, each method "
+            f"at each k' from up to {cfg.get('mask_replicates', 1)} disjoint groups of siblings "
+            "(its replicate masks), retrained from W_t, against one-shot magnitude pruning of "
+            "single siblings (baseline), the unpruned network (dense) and layer-matched random "
+            f"masks (the positive control); each retrained with {cfg.get('retrain_seeds', 1)} "
+            "data order(s), order r shared by every mask. `runs`: the retraining runs a row "
+            "averages (masks x orders):\n",
             _table(results["composition"],
                    [("spawn_epoch", "t", ""), ("method", "method", ""), ("k", "k", ""),
                     ("target_density", "target", ".4f"), ("achieved_density", "achieved", ".4f"),
                     ("sibling_density", "per-sibling", ".4f"),
                     ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
                     ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
-            "\nPaired differences to the baseline and to the dense control (accuracy points, "
-            "95% intervals):\n",
-            _table(composition_deltas(results) + composition_deltas(results, reference="dense"),
-                   DELTA_COLUMNS),
+            "\nDifferences of family means (accuracy points). The model: a mask's mean over the "
+            "orders varies with both the mask (which siblings it came from) and the orders; its "
+            "spread within each family, pooled over the cell, gives every difference its "
+            "standard error, and p-values are Holm-corrected over the run "
+            "(`jaxlottery.composability`). `equivalent within`: the smallest margin the 95% "
+            "interval fits in; `IoU with ref.`: how different the compared masks are; `IoU of "
+            "replicates`: how different one method's masks are from each other:\n",
+            _table([r for r in composability.comparisons(results)
+                    if r["section"] == "composition"], COMPARISON_COLUMNS),
             f"\n**Verdict:** {composition_verdict(results)}\n",
             f"\n![accuracy]({paths.FIGURES['accuracy']})\n"]
 
@@ -288,8 +301,9 @@ def _beyond_the_paper(results: dict) -> list[str]:
                         ("target_density", "density", ".4f"),
                         ("test_accuracy_mean", "test acc", ".4f"), ("test_accuracy_std", "std", ".4f"),
                         ("test_accuracy_stderr", "stderr", ".4f"), ("runs", "runs", "")]),
-                "\nPaired differences to the one-shot baseline (accuracy points, 95% intervals):\n",
-                _table(composition_deltas(results, "random_baselines"), DELTA_COLUMNS),
+                "\nDifferences to the one-shot baseline (accuracy points; the model of claim 2's "
+                "section; `random_matched` is the positive control):\n",
+                _table(composition_deltas(results, "random_baselines"), COMPARISON_COLUMNS),
                 f"\n**Reading:** {baselines_verdict(results)}\n",
                 f"\n![baselines]({paths.EXTRA_FIGURES['random_baselines']})\n"]
     if results.get("imp"):

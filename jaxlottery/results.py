@@ -59,6 +59,7 @@ def assemble(ctx: Context, out: dict) -> dict:
         "imp": (_grouped(imp_rows, ("chain", "level", "target_density"))
                 + _imp_dense(cfg, sibs) if imp_rows else []),
         "retrained_masks": [e for es in retrained.values() for e in es],
+        "mask_overlaps": mask_overlaps(out["composition"]),
         "imp_members": imp_rows or [],
         "timing": {"seconds_per_stage": dict(ctx.timing), "train_images": images,
                    "connectivity_seconds": ctx.evaluation_seconds,
@@ -122,6 +123,21 @@ def _trajectory(ctx: Context, init: int, nets: dict) -> tuple[list[dict], list[d
     return rows, layer_rows
 
 
+def mask_overlaps(composed: dict) -> list[dict]:
+    """The composition stage's pairwise overlaps of retrained masks, each mask named by its
+    method, k' and replicate: one row per pair at a spawn point and density."""
+    rows = []
+    for t, c in composed.items():
+        names = c["entries"]
+        for o in c.get("overlaps") or []:
+            a, b = names[o["a"]], names[o["b"]]
+            rows.append({"spawn_epoch": t, "density": o["density"],
+                         "method_a": a["method"], "k_a": a["k"], "replicate_a": a.get("replicate", 0),
+                         "method_b": b["method"], "k_b": b["k"], "replicate_b": b.get("replicate", 0),
+                         "iou": o["iou"], "kappa": o["kappa"]})
+    return rows
+
+
 def judged(results: dict) -> dict:
     """`results` with its verdicts recorded: `differences` (every judged difference with its
     interval, runs and noise source) and `readings` (the computed sentences). The report
@@ -156,6 +172,8 @@ def _grouped(entries: list[dict], by: tuple[str, ...]) -> list[dict]:
         s = spread(accs)
         row.update(test_accuracy_mean=s["mean"], test_accuracy_std=s["std"],
                    test_accuracy_stderr=s["stderr"], runs=s["runs"])
+        if "replicate" in es[0]:
+            row["masks"] = len({e["replicate"] for e in es})
         rows.append(row)
     return rows
 

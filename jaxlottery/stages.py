@@ -259,21 +259,27 @@ def _composed(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
             composed = {}
             for how, kk in cfg.compose_methods(cfg.effective_k_values()):
                 at_least = masks.at_least(how, kk)
-                m, sd = masks.compose(stacks.first(params, kk), d, how=at_least)
-                composed[how, kk] = (m, at_least, float(sd))
-                add({"method": how, "k": kk, "at_least": at_least, "sibling_density": float(sd)},
-                    m, d)
+                for g in range(cfg.mask_groups(kk)):  # group g: siblings g k' .. (g + 1) k' - 1
+                    group = stacks.take(params, list(range(g * kk, (g + 1) * kk)))
+                    m, sd = masks.compose(group, d, how=at_least)
+                    composed.setdefault((how, kk), (m, at_least, float(sd)))
+                    add({"method": how, "k": kk, "at_least": at_least, "replicate": g,
+                         "siblings": list(range(g * kk, (g + 1) * kk)),
+                         "sibling_density": float(sd)}, m, d)
             one_shot = [masks.magnitude_prune(stacks.index(params, i), d)
                         for i in range(cfg.baseline_siblings)]
             for i, m in enumerate(one_shot):
-                add({"method": "baseline", "k": 1, "sibling": i, "sibling_density": d}, m, d)
+                add({"method": "baseline", "k": 1, "sibling": i, "replicate": i,
+                     "sibling_density": d}, m, d)
             for method in cfg.random_baseline_methods():
                 if method == "random":
                     m = masks.random_mask(ctx.key(RANDOM_MASKS, t, j, 0), spawn_vars["params"], d)
                     add({"method": method, "k": 1, "sibling_density": d}, m, d)
-                elif method == "random_matched":
-                    m = masks.random_mask_like(ctx.key(RANDOM_MASKS, t, j, 1), one_shot[0])
-                    add({"method": method, "k": 1, "sibling_density": d}, m, d)
+                elif method == "random_matched":  # the positive control, one per baseline
+                    for i in range(cfg.control_masks()):
+                        key = ctx.key(RANDOM_MASKS, t, j, 1, *([i] if i else []))
+                        add({"method": method, "k": 1, "replicate": i, "sibling_density": d},
+                            masks.random_mask_like(key, one_shot[i]), d)
                 elif method == "baseline_reinit":
                     add({"method": method, "k": 1, "sibling": 0, "sibling_density": d,
                          "reinit": True}, one_shot[0], d)
@@ -283,7 +289,30 @@ def _composed(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
                          "sibling_density": sd, "reinit": True}, m, d)
         write(masks.save, mask_path, stacks.stack(ms))
         write(checkpoint.write_json, meta_path, entries)
-    return {"masks": mask_path, "entries": checkpoint.read_json(meta_path)}
+    entries = checkpoint.read_json(meta_path)
+    overlap_path = ctx.path(paths.composition(t, "overlaps"))
+    if not done(ctx, overlap_path):
+        write(checkpoint.write_json, overlap_path,
+              mask_overlaps(masks.load(mask_path), entries))
+    return {"masks": mask_path, "entries": entries,
+            "overlaps": checkpoint.read_json(overlap_path)}
+
+
+def mask_overlaps(stack, entries: list[dict]) -> list[dict]:
+    """IoU and kappa between every two masks retrained from one W_t at the same target
+    density (re-initialized ones excepted: their masks are others'), so a verdict can say how
+    different the masks it compares were. One row per pair, naming both by their entry."""
+    rows = []
+    for d in dict.fromkeys(e["target_density"] for e in entries):
+        ids = [i for i, e in enumerate(entries)
+               if e["target_density"] == d and not e.get("reinit")]
+        ms = stacks.take(stack, ids)
+        iou, kappa = jax.device_get((masks.pairwise_iou(ms), masks.pairwise_kappa(ms)))
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                rows.append({"density": d, "a": ids[a], "b": ids[b],
+                             "iou": float(iou[a, b]), "kappa": float(kappa[a, b])})
+    return rows
 
 
 def results_files(ctx: Context, out: dict) -> dict:

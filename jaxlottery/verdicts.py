@@ -1,5 +1,5 @@
 """The readings of a results dict: differences to the baselines and one computed sentence per
-analysis. They read `results` only; a composition method is read wherever it appears, in the
+analysis (claim 2's in `jaxlottery.composability`). They read `results` only; a composition method is read wherever it appears, in the
 order of `masks.COMPOSITIONS` (methods registered later, then any others, follow)."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import types
 
 import numpy as np
 
-from jaxlottery import imprint, statistics
+from jaxlottery import composability, imprint, statistics
+from jaxlottery.composability import dense_noise
 from jaxlottery.masks import COMPOSITIONS
 
 
@@ -160,121 +161,13 @@ def consistency_verdict(results: dict) -> str:
     return line
 
 
-def dense_noise(results: dict, t: int | None) -> tuple[float | None, int, int]:
-    """The spread of single retraining runs as the dense siblings spawned at epoch t measure it
-    (std with ddof=1, points), its degrees of freedom and the sibling count: the noise estimate
-    of readings that have one run per mask."""
-    row = next((r for r in results.get("dense") or [] if r.get("spawn_epoch") == t), None)
-    if row is None or row.get("std") is None:
-        return None, 0, 0
-    runs = row.get("runs") or len(row.get("test_accuracy") or [])
-    return 100 * row["std"], runs - 1, runs
-
-
-def _runs_by_seed(results: dict) -> dict:
-    """Test accuracies in points by (spawn epoch, method, k, density) then seed, from the
-    retrained masks (the hand-built or older results without them: one run per cell, its
-    mean)."""
-    runs: dict = {}
-    for e in results.get("retrained_masks") or []:
-        cell = (e["spawn_epoch"], e["method"], e["k"], e["target_density"])
-        runs.setdefault(cell, {}).setdefault(e.get("seed", 0), []).append(100 * e["test_accuracy"])
-    for r in (results.get("composition") or []) + (results.get("random_baselines") or []):
-        cell = (r["spawn_epoch"], r["method"], r["k"], r["target_density"])
-        runs.setdefault(cell, {0: [100 * r["test_accuracy_mean"]]})
-    return runs
-
-
-def composition_deltas(results: dict, section: str = "composition",
-                       reference: str = "baseline") -> list[dict]:
-    """For each (spawn epoch, k, density, method) of `section` (composition or
-    random_baselines): accuracy minus the reference's (the one-shot `baseline` at the same
-    density, or the `dense` control), in points, judged by `statistics.judge`.
-
-    Seed r of every mask shares one data order, so each cell has R paired differences (mask at
-    seed r minus the reference's mean at seed r). With R >= 2 their noise is the spread of the
-    paired differences pooled over the section's cells of that spawn epoch and density (sparser
-    masks retrain more noisily, so densities are not pooled together); with R = 1 it is the
-    dense siblings' spread, sqrt(1 + 1/B) times for a reference averaging B runs."""
-    rows = [r for r in results.get(section) or [] if r["method"] not in ("baseline", "dense")]
-    runs = _runs_by_seed(results)
-    cells = []
-    for r in rows:
-        t, d = r["spawn_epoch"], r["target_density"]
-        ref = (runs.get((t, "dense", 1, 1.0)) if reference == "dense" else
-               next((v for (tt, m, _, dd), v in runs.items()
-                     if (tt, m, dd) == (t, "baseline", d)), None))
-        mine = runs[(t, r["method"], r["k"], d)]
-        seeds = sorted(set(mine) & set(ref or {}))
-        if not seeds:
-            continue
-        diffs = [float(np.mean(mine[s]) - np.mean(ref[s])) for s in seeds]
-        cells.append((r, diffs, len(ref[seeds[0]])))
-    out = []
-    for r, diffs, ref_runs in cells:
-        t, seeds = r["spawn_epoch"], len(diffs)
-        if seeds > 1:
-            alike = [c[1] for c in cells if (c[0]["spawn_epoch"], c[0]["target_density"])
-                     == (t, r["target_density"])]
-            sd, df = statistics.pooled_std(alike)
-            noise = (f"paired differences over {seeds} data orders, spread pooled over the "
-                     f"{len(alike)} cells of density {100 * r['target_density']:.1f}%")
-            se = None if sd is None else sd / np.sqrt(seeds)
-        else:
-            sd, df, k = dense_noise(results, t)
-            noise = (f"one run per mask: the spread of the {k} dense siblings spawned at epoch "
-                     f"{t}, not measured retraining noise")
-            se = None if sd is None else sd * np.sqrt(1 + 1 / ref_runs)
-        j = statistics.judge(float(np.mean(diffs)), se, df or None, seeds, noise)
-        out.append({"spawn_epoch": t, "k": r["k"], "density": r["target_density"],
-                    "method": r["method"], "reference": reference, **_measured(j),
-                    "runs": seeds, "df": j["df"], "verdict": j["verdict"], "noise": noise})
-    return out
-
-
-def _measured(j: dict) -> dict:
-    """A judged difference's numbers as table columns (points; the interval as low, high)."""
-    ci = j["interval"]
-    return {"delta_points": j["difference"], "stderr_points": j["stderr"],
-            "ci_low": ci and ci[0], "ci_high": ci and ci[1]}
-
-
-def _count_verdicts(ds: list[dict]) -> str:
-    counts = {v: sum(x["verdict"] == v for x in ds) for v in dict.fromkeys(x["verdict"] for x in ds)}
-    return ", ".join(f"{v} in {n}" for v, n in counts.items())
-
-
 def differences(results: dict) -> list[dict]:
-    """Every judged difference (differences.csv): composed and random masks minus the one-shot
-    baseline and minus the dense control, with interval, runs, verdict and noise source; then
-    the IMP chains minus single-network IMP."""
-    return (composition_deltas(results) + composition_deltas(results, reference="dense")
-            + composition_deltas(results, "random_baselines")
+    """Every judged difference (differences.csv): the composition comparisons
+    (`composability.comparisons`: composed masks against one-shot, union against
+    intersection, against the dense control, random baselines against one-shot), then the IMP
+    chains minus single-network IMP."""
+    return (composability.comparisons(results)
             + [dict(d, method=d["chain"], reference="imp") for d in imp_deltas(results)])
-
-
-def composition_verdict(results: dict) -> str:
-    deltas = composition_deltas(results)
-    if not deltas:
-        return "No composed masks were retrained."
-    parts = []
-    everything = deltas + composition_deltas(results, reference="dense")
-    for reference in ("baseline", "dense"):
-        these = [x for x in everything if x["reference"] == reference]
-        for method in methods_in(these):
-            ds = [x for x in these if x["method"] == method]
-            mean = float(np.mean([x["delta_points"] for x in ds]))
-            worst = min(ds, key=lambda x: x["delta_points"])
-            ci = ("" if worst["ci_low"] is None else
-                  f", 95% CI {worst['ci_low']:+.2f}..{worst['ci_high']:+.2f}")
-            parts.append(f"{method} - {reference}: mean {mean:+.2f} points over {len(ds)} "
-                         f"(k, density) cells ({_count_verdicts(ds)}); lowest "
-                         f"{worst['delta_points']:+.2f} (k={worst['k']}, "
-                         f"{100 * worst['density']:.1f}%{ci})")
-    noise = dict.fromkeys(x["noise"] for x in everything)
-    return ("; ".join(parts) + f". Each cell is judged by its 95% interval: an effect excludes "
-            f"0, no difference lies within +-{statistics.MARGIN_POINTS:g} points. Noise: "
-            + "; ".join(noise) + ".")
 
 
 # A pair of networks is linearly mode connected when its error barrier is under 2 points
@@ -350,30 +243,25 @@ def connectivity_verdict(results: dict) -> str:
     return "; ".join(parts) + "."
 
 
-def baselines_verdict(results: dict) -> str:
-    deltas = composition_deltas(results, "random_baselines")
-    if not deltas:
-        return "No random or re-initialized baselines were retrained (--random_baselines)."
-    parts = []
-    for method in dict.fromkeys(x["method"] for x in deltas):
-        parts.append(f"{method} " + ", ".join(
-            f"{x['delta_points']:+.2f} at {100 * x['density']:.1f}%"
-            for x in sorted((x for x in deltas if x["method"] == method), key=lambda x: -x["density"])))
-    below = [x for x in deltas if x["delta_points"] < 0 and x["verdict"] == "effect"]
-    line = ("Accuracy minus the rewound one-shot mask, points: " + "; ".join(parts) + ". "
-            f"{len(below)} of {len(deltas)} cells fall below it (95% interval under 0; noise: "
-            + "; ".join(dict.fromkeys(x["noise"] for x in deltas)) + ")")
-    if len(below) == len(deltas):
-        line += ": both the magnitude mask and the rewound weights matter here"
-    return line + "."
+def _measured(j: dict) -> dict:
+    """A judged difference's numbers as table columns (points; the interval as low, high)."""
+    ci = j["interval"]
+    return {"delta_points": j["difference"], "stderr_points": j["stderr"],
+            "ci_low": ci and ci[0], "ci_high": ci and ci[1]}
+
+
+def _count_verdicts(ds: list[dict]) -> str:
+    counts = {v: sum(x["verdict"] == v for x in ds) for v in dict.fromkeys(x["verdict"] for x in ds)}
+    return ", ".join(f"{v} in {n}" for v, n in counts.items())
 
 
 def imp_deltas(results: dict) -> list[dict]:
-    """Each chain's accuracy minus single-network IMP's, level by level (levels >= 1), in
-    points, judged by `statistics.judge`. The chains train different networks (unpaired): the
+    """Each chain's accuracy minus single-network IMP's, level by level (levels >= 1; a row
+    that is IMP's own, one-shot's level 1, is the reference, not compared), in points, judged
+    by `statistics.judge`. The chains train different networks (unpaired): the
     variance of each mean is its runs' spread over its run count, where a chain with one run
     takes the dense siblings' spread at the rewind epoch; df is the smallest of those used."""
-    rows = [r for r in results.get("imp") or [] if r["level"] > 0]
+    rows = [r for r in results.get("imp") or [] if r["level"] > 0 and not r.get("same_as")]
     ref = {r["level"]: r for r in rows if r["chain"] == "imp"}
     out = []
     for r in rows:
@@ -422,9 +310,10 @@ def imp_verdict(results: dict) -> str:
 def readings(results: dict) -> dict[str, str]:
     """Every computed sentence, by claim or analysis (those whose section is present)."""
     out = {"Claim 1 (consistency)": consistency_verdict(results),
-           "Claim 2 (composability)": composition_verdict(results)}
+           "Claim 2 (composability)": composability.composition_verdict(results)}
     for name, section, verdict in (("Mode connectivity", "connectivity", connectivity_verdict),
-                                   ("Baselines", "random_baselines", baselines_verdict),
+                                   ("Baselines", "random_baselines",
+                                    composability.baselines_verdict),
                                    ("IMP", "imp", imp_verdict)):
         if results.get(section):
             out[name] = verdict(results)

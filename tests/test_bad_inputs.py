@@ -104,6 +104,10 @@ FLAGS = [
     ("a spawn iteration past the schedule", ["--spawn_iterations=100000"]),
     ("a spawn iteration that is a spawn epoch", ["--spawn_iterations=4"]),
     ("IMP with no retraining spawn point to rewind to", ["--retrain_spawn_epochs="]),
+    # the composition design's options
+    ("zero replicate masks", ["--mask_replicates=0"]),
+    ("replicate masks that are a word", ["--mask_replicates=many"]),
+    ("a positive control that is not a boolean", ["--positive_control=sometimes"]),
     # sizes against the actual data (synthetic: 2,048 train / 512 test images)
     ("a training subset larger than the data", ["--train_subset=5000"]),
     ("a test subset larger than the data", ["--test_subset=5000"]),

@@ -67,7 +67,7 @@ def test_the_readme_quotes_the_presets_costs():
 
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
-    for name in ("paper", "quick", "smoke"):
+    for name in ("paper", "quick", "smoke", "claim2"):
         total = sum(config.preset(name).network_epochs().values())
         assert f"{total:,.0f} network-epochs" in readme, name
     imprint = sum(config.preset("imprint").network_epochs().values())
@@ -81,4 +81,9 @@ def test_the_readme_quotes_the_presets_costs():
     assert f"`--retrain_seeds=2` measures retraining noise: {sum(two.values()):,.0f}" in readme
     imp = config.preset("paper", imp_levels=10, imp_k=3).network_epochs()["imp"]
     assert f"`--imp_levels=10 --imp_k=3` adds {imp:,.0f}" in readme
-    assert f"(it is {sum(paper.network_epochs().values()):,.0f})" in readme
+    assert f"(it is {sum(paper.network_epochs().values()):,.0f} network-epochs)" in readme
+    single = config.preset("paper", mask_replicates=1, positive_control=False).network_epochs()
+    assert (f"`--mask_replicates=1 --positive_control=false`, the design before replicated "
+            f"masks: {sum(single.values()):,.0f})") in readme
+    extra = sum(paper.network_epochs().values()) - sum(single.values())
+    assert f"they cost {extra:,.0f} of the {sum(paper.network_epochs().values()):,.0f}." in readme

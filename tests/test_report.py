@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxlottery import paths, report, verdicts
+from jaxlottery import composability, paths, report, verdicts
 
 
 def results_with(barriers: dict, ious: dict) -> dict:
@@ -35,9 +35,11 @@ def test_baselines_reading_compares_with_the_rewound_one_shot_mask():
     res["random_baselines"] = [
         {"spawn_epoch": 1, "target_density": 0.2, "method": m, "k": 1, "test_accuracy_mean": acc,
          "test_accuracy_std": None, "runs": 1} for m, acc in (("random", 0.70), ("baseline_reinit", 0.799))]
-    line = verdicts.baselines_verdict(res)
+    line = composability.baselines_verdict(res)
     assert "random -10.00 at 20.0%" in line and "baseline_reinit -0.10 at 20.0%" in line
-    assert "1 of 2 cells fall below it" in line and "both" not in line
+    assert "1 of 2 cells fall below them" in line and "Holm-corrected" in line
+    # one mask per method: the dense siblings' spread stands in, and the reading says so
+    assert "dense siblings" in line and "a lower bound" in line
     # no per-layer rows in these hand-built results: no per-layer figure
     assert report.figures(res) == [f for f in paths.FIGURES.values()
                                    if f != paths.FIGURES["layers"]] + ["baselines.png"]
@@ -108,7 +110,7 @@ def test_claim_1_over_several_inits_reads_their_interval():
     at0 = next(r for r in over if r["spawn_epoch"] == 0)
     assert at0["inits"] == 3 and at0["kappa_mean"] == pytest.approx(0.06)
     assert at0["kappa_std_over_inits"] == pytest.approx(0.01)
-    half = 4.303 * 0.01 / 3**0.5  # t(2 df) x stderr over 3 inits
+    half = 4.302653 * 0.01 / 3**0.5  # t(2 df) x stderr over 3 inits
     assert (at0["kappa_ci_low"], at0["kappa_ci_high"]) == pytest.approx((0.06 - half, 0.06 + half))
     line = verdicts.consistency_verdict(res)
     assert "(95% interval over 3 inits +0.035..+0.085)" in line
@@ -144,7 +146,7 @@ def test_the_imprint_sweep_summarizes_t0_rows_and_draws_them(tmp_path):
     assert all(r["test_accuracy"] == pytest.approx(0.8 - r["weight_decay"]) for r in summary["rows"])
     means = {m["weight_decay"]: m for m in summary["means"] if m["density"] == 0.8**10}
     assert means[1e-4]["kappa"] == pytest.approx(0.605) and means[1e-4]["inits"] == 2
-    half = 12.706 * 0.01 / 2  # t(1 df) x the stderr of 0.60 and 0.61
+    half = 12.706205 * 0.01 / 2  # t(1 df) x the stderr of 0.60 and 0.61
     assert (means[1e-4]["kappa_ci_low"], means[1e-4]["kappa_ci_high"]) == pytest.approx(
         (0.605 - half, 0.605 + half))
     assert means[1e-2]["kappa_control"] == pytest.approx(0.002)
