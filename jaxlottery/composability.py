@@ -35,6 +35,9 @@ from jaxlottery import statistics
 COMPOSITION_FAMILY = ("baseline", "intersection")
 LEVEL = 0.05
 CONTROL = "random_matched"
+# Accuracies are fractions of a finite test set, so a real spread of mask means is at least
+# 100 / (n_test x orders) points; anything under this is float rounding of equal means.
+ROUNDING_POINTS = 1e-9
 
 
 def _replicate(e: dict) -> int:
@@ -47,6 +50,8 @@ def _runs(results: dict) -> dict:
     mean)."""
     runs: dict = {}
     for e in results.get("retrained_masks") or []:
+        if e.get("natural"):  # their own cells: `natural_comparisons`
+            continue
         family = (e["spawn_epoch"], e["target_density"], e["method"], e["k"])
         runs.setdefault(family, {}).setdefault(_replicate(e), {})[e.get("seed", 0)] = (
             100 * e["test_accuracy"])
@@ -80,6 +85,8 @@ def variance(families: list[np.ndarray]) -> dict:
     sum (M - 1)(R - 1)) and `s_mask` (sqrt(max(0, tau^2 - s_run^2 / R)))."""
     means = [f.mean(axis=1) for f in families]
     tau, df = statistics.pooled_std(means)
+    if tau is not None and tau < ROUNDING_POINTS:
+        tau = 0.0  # equal means up to float rounding: no spread measured
     out = {"tau": tau, "df": df, "s_run": None, "s_mask": None}
     resid, df_run = 0.0, 0
     for f in families:
@@ -235,6 +242,44 @@ def _verdicts(rows: list[dict]) -> list[dict]:
 
 def _detected(control: dict) -> bool:
     return control["p_holm"] is not None and control["p_holm"] < LEVEL and control["delta_points"] < 0
+
+
+def natural_comparisons(results: dict) -> list[dict]:
+    """`--natural_density`: each composed mask at the density composition gave it against
+    one-shot masks (and the control) retrained at that density, judged by the same model as
+    the matched cells, as a family of their own (Holm over these comparisons only). Rows as
+    `comparisons`, with `from_density`, the target the siblings were pruned to."""
+    entries = results.get("retrained_masks") or []
+    natural = [dict(e, natural=False) for e in entries if e.get("natural")]
+    if not natural:
+        return []
+    rows = results.get("natural_density") or []
+    sub = {"retrained_masks": natural + [e for e in entries if e["method"] == "dense"],
+           "composition": [r for r in rows if r["method"] != CONTROL],
+           "random_baselines": [r for r in rows if r["method"] == CONTROL],
+           "dense": results.get("dense") or [], "mask_overlaps": results.get("mask_overlaps")}
+    source = {(e["spawn_epoch"], e["target_density"]): e["sibling_density"] for e in natural}
+    return [dict(r, natural=True, from_density=source[r["spawn_epoch"], r["density"]])
+            for r in comparisons(sub)]
+
+
+def natural_verdict(results: dict) -> str:
+    rows = natural_comparisons(results)
+    mine = [r for r in rows if r["section"] == "composition" and r["reference"] == "baseline"]
+    if not mine:
+        return "No composed masks were retrained at their natural density (--natural_density)."
+    parts = [f"{r['method']} of {r['k']} from {100 * r['from_density']:.1f}% keeps "
+             f"{100 * r['density']:.1f}%: {r['delta_points']:+.2f} points against one-shot at "
+             f"that density (95% CI {r['ci_low']:+.2f}..{r['ci_high']:+.2f}; {r['verdict']})"
+             if r["ci_low"] is not None else
+             f"{r['method']} of {r['k']} from {100 * r['from_density']:.1f}% keeps "
+             f"{100 * r['density']:.1f}%: {r['delta_points']:+.2f} points ({r['verdict']})"
+             for r in mine]
+    return ("At their natural density (the siblings pruned to the target, then composed; "
+            "union lands denser, intersection sparser), each composed mask against one-shot "
+            "masks at the same density, i.e. above or below the one-shot accuracy-density "
+            "curve: " + "; ".join(parts) + f". Holm over these {len(mine)} comparisons. "
+            + control_sentence(rows))
 
 
 def composition_deltas(results: dict, section: str = "composition",

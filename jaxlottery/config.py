@@ -102,6 +102,11 @@ class Config:
                                     "baseline at every retraining density (random_matched): a "
                                     "design that cannot tell it from the magnitude masks "
                                     "supports no 'equivalent' (true/false)")
+    natural_density: bool = option(False, "also retrain every composed mask at the density "
+                                   "composing the siblings' one-shot masks gives it (union "
+                                   "denser, intersection sparser than the target), each beside "
+                                   "one-shot masks (and the control) at that same density: the "
+                                   "paper's accuracy-sparsity reading (true/false)")
     retrain_seeds: int = option(1, "data orders every retrained mask and the dense control train "
                                 "with; order r is the same for every mask (paired comparisons). "
                                 "1: the noise of a difference is estimated from the dense "
@@ -201,7 +206,8 @@ class Config:
         in iterations are converted at `n_train` images (default: see `steps_per_epoch`)."""
         n_masks = len(self.retrain_densities) * (
             self.masks_per_density() + self.baseline_siblings + self.control_masks()
-            + len([m for m in self.random_baseline_methods() if m != "random_matched"]))
+            + len([m for m in self.random_baseline_methods() if m != "random_matched"])
+            + self.natural_masks_per_density())
         n_masks = (n_masks + 1) * self.retrain_seeds  # + the dense control, per data order
         spe = self.steps_per_epoch(n_train)
         spawns = [step / spe for _, step in self.spawn_points(n_train)]
@@ -224,6 +230,15 @@ class Config:
         """Composed masks per (spawn point, density): each method at each k' it is defined for,
         once per replicate group."""
         return sum(self.mask_groups(kk) for _, kk in self.compose_methods(self.effective_k_values()))
+
+    def natural_masks_per_density(self) -> int:
+        """Masks --natural_density adds per (spawn point, density): for each method and k', its
+        replicate masks at their natural density, and the one-shot masks and controls retrained
+        at that density beside them."""
+        if not self.natural_density:
+            return 0
+        return sum(self.mask_groups(kk) + self.baseline_siblings + self.control_masks()
+                   for _, kk in self.compose_methods(self.effective_k_values()))
 
     def mask_groups(self, k_prime: int) -> int:
         """Replicate masks of a method at k': disjoint groups of k' siblings, at most
@@ -359,6 +374,8 @@ class Config:
              f"must be an integer >= 1, got {self.mask_replicates!r}")
         need(isinstance(self.positive_control, bool), "positive_control",
              f"must be true or false, got {self.positive_control!r}")
+        need(isinstance(self.natural_density, bool), "natural_density",
+             f"must be true or false, got {self.natural_density!r}")
         bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
         need(not bad, "random_baselines",
              f"unknown baselines {bad}; choose from random, random_matched, reinit")

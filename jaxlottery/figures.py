@@ -180,6 +180,7 @@ def figure_accuracy(results: dict, path: str) -> list[str]:
                             [100 * r["test_accuracy_mean"] for r in rs],
                             yerr=_stderr(rs), color=color, marker=marker, capsize=3, label=label,
                             lw=1)
+        _natural_points(ax, results.get("natural_density") or [], t, kk, styles)
         if dense.get(t) is not None:
             ax.axhline(100 * dense[t], color="k", ls="--", lw=0.8, label="dense")
         ax.set_xscale("log")
@@ -193,6 +194,25 @@ def figure_accuracy(results: dict, path: str) -> list[str]:
     labels = sorted({label for ax in axes[0] for label in ax.get_legend_handles_labels()[1]})
     _save(fig, path)
     return labels
+
+
+def _natural_points(ax, rows: list[dict], t: int, kk: int, styles: dict) -> None:
+    """`--natural_density` in a (t, k') panel: each composed mask at its own density (hollow,
+    its method's marker) and the one-shot masks retrained at that density (hollow diamonds):
+    where it sits against the one-shot curve."""
+    for r in rows:
+        how, of_k = r["natural_of"]
+        if r["spawn_epoch"] != t or of_k != kk or r["method"] == "random_matched":
+            continue
+        label, color, marker = (styles["baseline"] if r["method"] == "baseline"
+                                else styles.get(r["method"], _style(r["method"])))
+        label = ("one-shot at a natural density" if r["method"] == "baseline"
+                 else f"{label}, natural density")
+        if label in ax.get_legend_handles_labels()[1]:
+            label = "_nolegend_"  # one legend entry per kind of point
+        ax.errorbar([100 * r["achieved_density"]], [100 * r["test_accuracy_mean"]],
+                    yerr=_stderr([r]), color=color, marker=marker, mfc="none", capsize=3,
+                    ls="none", label=label)
 
 
 def figure_layers(results: dict, path: str) -> list[str]:

@@ -25,7 +25,8 @@ EXTRA_FIGURES = {"trajectory": "trajectory.png", "connectivity": "connectivity.p
                  "random_baselines": "baselines.png", "imp": "imp.png"}
 # results.json sections written as CSV tables (connectivity's table is derived: see report).
 TABLES = ("dense", "consistency", "consistency_layers", "consistency_over_inits", "trajectory",
-          "trajectory_layers", "composition", "random_baselines", "mask_overlaps", "imp",
+          "trajectory_layers", "composition", "random_baselines", "natural_density", "mask_overlaps",
+          "imp",
           "connectivity", "differences")
 
 

@@ -10,8 +10,10 @@ Randomness: all keys derive from `key(config.seed)` with these `fold_in` names:
 INIT (the shared network's init), SHARED_DATA (its data key), SIBLING_DATA -> t -> i (sibling
 i spawned at epoch t), INDEPENDENT -> j (init of control network j; its data key is
 `fold_in(init key, 1)`), RETRAIN_DATA -> t (one data key for every mask retrained from W_t, so
-masks are compared on the same data order), RANDOM_MASKS -> t -> density index -> 0 (global)
-or 1 (layer-matched), SUBSET (the training/test subsets, numpy), REINIT -> t (the fresh init of
+masks are compared on the same data order), RANDOM_MASKS -> t -> density index -> 0 (global),
+1 -> i (the positive control of one-shot mask i; i = 0 is the key itself) or 2 -> c -> i (with
+`--natural_density`, the control of one-shot mask i at the natural density of the c-th composed
+method and k'), SUBSET (the training/test subsets, numpy), REINIT -> t (the fresh init of
 the re-initialized baselines), IMP_DATA -> level -> i (sibling i of every IMP chain at a level;
 single-network IMP and its one-shot baseline use i = 0), SIBLING_DATA_AT_ITERATION -> s -> i
 (sibling i spawned after s iterations, `--spawn_iterations`), REPLICATE -> j (the root of

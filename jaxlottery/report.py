@@ -50,7 +50,7 @@ def figures(results: dict) -> list[str]:
 REQUIRED = ("config", "run_id", "dataset", "environment", "timing", "dense", "consistency",
             "composition")
 OPTIONAL = ("consistency_layers", "random_baselines", "connectivity", "imp", "retrained_masks",
-            "mask_overlaps", "trajectory", "imprint")
+            "mask_overlaps", "trajectory", "imprint", "natural_density")
 
 
 def write(rundir: str, results: dict) -> dict[str, list[str]]:
@@ -202,7 +202,22 @@ def _composition(results: dict) -> list[str]:
             _table([r for r in composability.comparisons(results)
                     if r["section"] == "composition"], COMPARISON_COLUMNS),
             f"\n**Verdict:** {composition_verdict(results)}\n",
-            f"\n![accuracy]({paths.FIGURES['accuracy']})\n"]
+            f"\n![accuracy]({paths.FIGURES['accuracy']})\n", *_natural(results)]
+
+
+def _natural(results: dict) -> list[str]:
+    """`--natural_density`: the composed masks at their own density, on the one-shot curve."""
+    if not results.get("natural_density"):
+        return []
+    return ["\n### Composed masks at their natural density\n",
+            "Each sibling pruned one-shot to the target density, then composed: the mask keeps "
+            "the density composition gives it (`from`: the target). Beside it, one-shot masks "
+            "and layer-matched random masks retrained at that same density; hollow markers in "
+            "the figure above. Differences in accuracy points, the model above, Holm over these "
+            "comparisons:\n",
+            _table(composability.natural_comparisons(results),
+                   [("from_density", "from", ".4f")] + COMPARISON_COLUMNS),
+            f"\n**Verdict:** {composability.natural_verdict(results)}\n"]
 
 
 CONSISTENCY_COLUMNS = [

@@ -33,8 +33,9 @@ def assemble(ctx: Context, out: dict) -> dict:
         rows, layer_rows = _trajectory(ctx, design["init"], design["siblings"])
         trajectory += rows
         trajectory_layers += layer_rows
-    retrained_rows = _grouped([e for es in retrained.values() for e in es],
-                              ("spawn_epoch", "method", "k", "target_density"))
+    entries = [e for es in retrained.values() for e in es]
+    by = ("spawn_epoch", "method", "k", "target_density")
+    retrained_rows = _grouped([e for e in entries if not e.get("natural")], by)
     extra = set(cfg.random_baseline_methods())
     images = sum(ctx.images.values())
     seconds = sum(ctx.timing.values())
@@ -55,10 +56,11 @@ def assemble(ctx: Context, out: dict) -> dict:
         "trajectory_layers": trajectory_layers,
         "composition": [r for r in retrained_rows if r["method"] not in extra],
         "random_baselines": [r for r in retrained_rows if r["method"] in extra],
+        "natural_density": _grouped([e for e in entries if e.get("natural")], by),
         "connectivity": lmc or [],
         "imp": (_grouped(imp_rows, ("chain", "level", "target_density"))
                 + _imp_dense(cfg, sibs) if imp_rows else []),
-        "retrained_masks": [e for es in retrained.values() for e in es],
+        "retrained_masks": entries,
         "mask_overlaps": mask_overlaps(out["composition"]),
         "imp_members": imp_rows or [],
         "timing": {"seconds_per_stage": dict(ctx.timing), "train_images": images,
@@ -163,7 +165,7 @@ def _grouped(entries: list[dict], by: tuple[str, ...]) -> list[dict]:
     for values, es in groups.items():
         accs = [e["test_accuracy"] for e in es]
         row = dict(zip(by, values))
-        for f in ("spawn_epoch", "reinit"):
+        for f in ("spawn_epoch", "reinit", "natural_of"):
             if f in es[0] and f not in row:
                 row[f] = es[0][f]
         row["achieved_density"] = float(np.mean([e["achieved_density"] for e in es]))

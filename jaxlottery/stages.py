@@ -287,6 +287,9 @@ def _composed(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
                     m, at_least, sd = composed[method.removesuffix("_reinit"), k_max]
                     add({"method": method, "k": k_max, "at_least": at_least,
                          "sibling_density": sd, "reinit": True}, m, d)
+            if cfg.natural_density:
+                for entry, m, d_nat in _natural(ctx, t, j, params, d):
+                    add(entry, m, d_nat)
         write(masks.save, mask_path, stacks.stack(ms))
         write(checkpoint.write_json, meta_path, entries)
     entries = checkpoint.read_json(meta_path)
@@ -296,6 +299,36 @@ def _composed(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
               mask_overlaps(masks.load(mask_path), entries))
     return {"masks": mask_path, "entries": entries,
             "overlaps": checkpoint.read_json(overlap_path)}
+
+
+def _natural(ctx: Context, t: int, j: int, params, d: float) -> list[tuple[dict, Any, float]]:
+    """`--natural_density` at target density d (the j-th): each method's replicate masks
+    composed from the siblings' own one-shot masks at d, so they keep the density composition
+    gives them, and beside them one-shot masks (and positive controls) at that density, their
+    mean over the replicates: (entry, mask, density of the cell) triples, entries marked
+    `natural` and naming the target they came from. A method whose masks keep nothing is
+    left out."""
+    cfg = ctx.config
+    own = [masks.magnitude_prune(stacks.index(params, i), d) for i in range(cfg.k)]
+    out = []
+    for c, (how, kk) in enumerate(cfg.compose_methods(cfg.effective_k_values())):
+        m_of = masks.at_least(how, kk)
+        group = [list(range(g * kk, (g + 1) * kk)) for g in range(cfg.mask_groups(kk))]
+        composed = [masks.vote([own[i] for i in sibs], m_of) for sibs in group]
+        d_nat = sum(float(masks.density(m)) for m in composed) / len(composed)
+        if d_nat == 0:
+            continue
+        tag = {"natural": True, "natural_of": [how, kk], "sibling_density": d}
+        out += [({"method": how, "k": kk, "at_least": m_of, "replicate": g, "siblings": sibs,
+                  **tag}, m, d_nat) for g, (sibs, m) in enumerate(zip(group, composed))]
+        one_shot = [masks.magnitude_prune(stacks.index(params, i), d_nat)
+                    for i in range(cfg.baseline_siblings)]
+        out += [({"method": "baseline", "k": 1, "sibling": i, "replicate": i, **tag}, m, d_nat)
+                for i, m in enumerate(one_shot)]
+        out += [({"method": "random_matched", "k": 1, "replicate": i, **tag},
+                 masks.random_mask_like(ctx.key(RANDOM_MASKS, t, j, 2, c, i), one_shot[i]), d_nat)
+                for i in range(cfg.control_masks())]
+    return out
 
 
 def mask_overlaps(stack, entries: list[dict]) -> list[dict]:

@@ -164,9 +164,12 @@ def consistency_verdict(results: dict) -> str:
 def differences(results: dict) -> list[dict]:
     """Every judged difference (differences.csv): the composition comparisons
     (`composability.comparisons`: composed masks against one-shot, union against
-    intersection, against the dense control, random baselines against one-shot), then the IMP
+    intersection, against the dense control, random baselines against one-shot; with
+    `--natural_density` the natural-density cells, section `natural_*`), then the IMP
     chains minus single-network IMP."""
     return (composability.comparisons(results)
+            + [dict(d, section=f"natural_{d['section']}")
+               for d in composability.natural_comparisons(results)]
             + [dict(d, method=d["chain"], reference="imp") for d in imp_deltas(results)])
 
 
@@ -314,6 +317,8 @@ def readings(results: dict) -> dict[str, str]:
     for name, section, verdict in (("Mode connectivity", "connectivity", connectivity_verdict),
                                    ("Baselines", "random_baselines",
                                     composability.baselines_verdict),
+                                   ("Natural density", "natural_density",
+                                    composability.natural_verdict),
                                    ("IMP", "imp", imp_verdict)):
         if results.get(section):
             out[name] = verdict(results)

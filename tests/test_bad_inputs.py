@@ -108,6 +108,7 @@ FLAGS = [
     ("zero replicate masks", ["--mask_replicates=0"]),
     ("replicate masks that are a word", ["--mask_replicates=many"]),
     ("a positive control that is not a boolean", ["--positive_control=sometimes"]),
+    ("a natural-density switch that is not a boolean", ["--natural_density=maybe"]),
     # sizes against the actual data (synthetic: 2,048 train / 512 test images)
     ("a training subset larger than the data", ["--train_subset=5000"]),
     ("a test subset larger than the data", ["--test_subset=5000"]),

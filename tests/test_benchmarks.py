@@ -100,8 +100,11 @@ def test_timed_study_fits_its_schedule_to_the_budget():
     assert timed.predict(cfg, 60_000, 10_000, by_k, 1.0, eval_rate, 60.0, 0.1, True) < times[-1]
     cfg = timed.study("d", 30, 2)
     assert cfg.lr_drop_epochs == (15, 22) and cfg.validate() and cfg.network_epochs() == {
-        "shared": 5.0, "siblings": 332.0, "independent": 60.0, "retrain": 448.0}
-    assert timed.stack_sizes(cfg) == {"shared": 1, "siblings": 4, "independent": 2, "retrain": 16}
+        "shared": 5.0, "siblings": 332.0, "independent": 60.0, "retrain": 672.0}
+    # retraining from W_2 at one density, 2 orders: union and intersection of k' = 2 from two
+    # sibling groups, three methods of all 4, 2 one-shot masks, 2 controls, the dense control:
+    # 12 x 2 x 28 epochs
+    assert timed.stack_sizes(cfg) == {"shared": 1, "siblings": 4, "independent": 2, "retrain": 20}
     assert timed.study("d", 8, 1).lr_drop_epochs == (4, 6)
 
 

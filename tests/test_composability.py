@@ -170,3 +170,43 @@ def test_shared_runs_pair_a_rerun_with_the_runs_it_repeats():
     # a re-initialized twin is a different run from its rewound mask
     twin = dict(new["retrained_masks"][0], reinit=True)
     assert composability.shared_runs({"retrained_masks": [twin]}, old) == []
+
+
+def test_means_equal_up_to_float_rounding_measure_no_spread():
+    # (a + b) / 2 and (b + a) / 2 of points on 128 test images differ by float rounding only
+    a, b = 100 * 0.6015625, 100 * 0.7109375
+    fams = [np.asarray([[a, b], [b, a]]), np.asarray([[a + 1e-13, b], [b, a]])]
+    assert composability.variance(fams)["tau"] == 0.0
+    # and a cell of such families takes the dense siblings' spread, saying why
+    alike = {("baseline", 1, 0.2): [[60.0, 70.0], [70.0, 60.0 + 1e-12]],
+             ("union", 2, 0.2): [[61.0, 71.0], [71.0, 61.0]]}
+    (row,) = composability.composition_deltas(_results(_scaled(alike)))
+    assert row["noise"].startswith("replicate masks all scored alike")
+
+
+def test_natural_density_cells_are_judged_apart_from_the_matched_ones():
+    res = _results(_scaled(DESIGN))
+    matched = composability.comparisons(res)
+    # union of 2 kept 27% when composed from masks at 20%: its own cell, with one-shot masks
+    # and controls at 27%
+    cell = {("union", 2): [[78.0, 79.0], [77.0, 78.5]], ("baseline", 1): [[76.0, 77.0], [75.5, 77.5]],
+            ("random_matched", 1): [[60.0, 61.0], [59.0, 60.5]]}
+    res["retrained_masks"] += [
+        {"spawn_epoch": 1, "method": m, "k": k, "target_density": 0.27, "replicate": j, "seed": r,
+         "test_accuracy": a / 100, "natural": True, "natural_of": ["union", 2],
+         "sibling_density": 0.2}
+        for (m, k), ms in cell.items() for j, orders in enumerate(ms) for r, a in enumerate(orders)]
+    res["natural_density"] = [{"spawn_epoch": 1, "method": m, "k": k, "target_density": 0.27,
+                               "test_accuracy_mean": float(np.mean(ms)) / 100}
+                              for (m, k), ms in cell.items()]
+    assert composability.comparisons(res) == matched  # the natural runs stay out of them
+    rows = composability.natural_comparisons(res)
+    union = next(r for r in rows if r["method"] == "union" and r["reference"] == "baseline")
+    assert union["density"] == 0.27 and union["from_density"] == 0.2 and union["natural"]
+    assert union["delta_points"] == pytest.approx((78.0 + 79 + 77 + 78.5 - 76 - 77 - 75.5 - 77.5) / 4)
+    assert union["comparisons"] == 1 and union["control"] == "detected"
+    line = composability.natural_verdict(res)
+    assert f"union of 2 from 20.0% keeps 27.0%: {union['delta_points']:+.2f} points" in line
+    assert "detected at 27.0%" in line
+    assert {d["section"] for d in verdicts.differences(res)} >= {"natural_composition",
+                                                                "natural_random_baselines"}

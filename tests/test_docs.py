@@ -87,3 +87,14 @@ def test_the_readme_quotes_the_presets_costs():
             f"masks: {sum(single.values()):,.0f})") in readme
     extra = sum(paper.network_epochs().values()) - sum(single.values())
     assert f"they cost {extra:,.0f} of the {sum(paper.network_epochs().values()):,.0f}." in readme
+
+
+def test_the_readme_quotes_the_natural_density_cost():
+    from jaxlottery import config
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = " ".join(f.read().split())
+    quick = config.preset("quick")
+    extra = (sum(config.preset("quick", natural_density=True).network_epochs().values())
+             - sum(quick.network_epochs().values()))
+    assert f"It adds {extra:,.0f} network-epochs to the `quick` preset" in readme

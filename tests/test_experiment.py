@@ -340,3 +340,55 @@ def test_inits_and_spawn_points_in_iterations(tmp_path):
     on_disk = checkpoint.load_arrays(str(rundir / paths.spawn_weights("2it")), like, as_numpy=True)
     for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(train.variables(stacks.index(states, 0)))):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+
+@pytest.mark.slow
+def test_natural_density_retrains_composed_masks_at_their_own_density(tmp_path):
+    """--natural_density: union of the siblings' one-shot masks lands denser than the target,
+    intersection sparser; each is retrained beside one-shot masks and controls at exactly its
+    density, judged in its own family, drawn on the accuracy figure and kept out of the
+    matched-density verdicts."""
+    import csv
+
+    from jaxlottery import config, report
+
+    cfg = config.preset("smoke", natural_density=True, compose=("union", "intersection"), k=4,
+                        k_values=(2,), epochs=2, lr_drop_epochs=(1,), spawn_epochs=(0,),
+                        retrain_spawn_epochs=(0,), densities=(0.3,), retrain_densities=(0.3,),
+                        independent_inits=0, lmc_pairs=0, imp_levels=0, random_baselines=())
+    results = experiment.run(cfg, workdir=str(tmp_path), progress=False, log=lambda _: None)
+    natural = [e for e in results["retrained_masks"] if e.get("natural")]
+    # per method: 2 composed masks, 2 one-shot masks, 2 controls; 2 orders each
+    assert len(natural) == cfg.natural_masks_per_density() * cfg.retrain_seeds == 2 * 6 * 2
+    cells = {}
+    for e in natural:
+        cells.setdefault(tuple(e["natural_of"]), []).append(e)
+        assert e["sibling_density"] == 0.3
+    union, inter = cells["union", 2], cells["intersection", 2]
+    assert min(e["target_density"] for e in union) > 0.3 > max(e["target_density"] for e in inter)
+    for how, cell in (("union", union), ("intersection", inter)):
+        (d,) = {e["target_density"] for e in cell}  # one density per cell: the composed masks'
+        composed = [e for e in cell if e["method"] == how]
+        refs = [e for e in cell if e["method"] != how]
+        assert {e["method"] for e in refs} == {"baseline", "random_matched"}
+        assert d == pytest.approx(np.mean([e["achieved_density"] for e in composed]))
+        assert all(abs(e["achieved_density"] - d) < 1e-3 for e in refs)
+    # the matched-density design is unchanged by the natural cells
+    assert all(not r.get("natural_of") for r in results["composition"])
+    rows = composability.natural_comparisons(results)
+    judged = [r for r in rows if r["section"] == "composition" and r["reference"] == "baseline"]
+    assert {(r["method"], r["from_density"]) for r in judged} == {("union", 0.3),
+                                                                  ("intersection", 0.3)}
+    assert all(r["comparisons"] == 2 for r in judged)  # Holm over the natural cells only
+    assert all(r["density"] not in {c["density"] for c in composability.comparisons(results)}
+               for r in rows)
+    assert "keeps" in results["readings"]["Natural density"]
+    assert {"natural_composition", "natural_random_baselines"} <= {
+        d["section"] for d in results["differences"]}
+    rundir = tmp_path / cfg.run_id()
+    with open(rundir / "natural_density.csv") as f:
+        assert {"union", "intersection", "baseline"} <= {r["method"] for r in csv.DictReader(f)}
+    legends = report.write(str(rundir), results)
+    assert {"union, natural density", "one-shot at a natural density"} <= set(
+        legends["accuracy_vs_density.png"])
+    assert "at their natural density" in (rundir / "report.md").read_text()
