@@ -284,8 +284,13 @@ class Config:
                                      if self.imp_siblings() >= _min_k(how)]
 
     def run_id(self) -> str:
-        """12 hex digits hashing the non-default, hashed fields (sorted JSON)."""
-        diff = {k: v for k, v in self.non_default().items() if k not in NOT_HASHED}
+        """12 hex digits hashing the hashed fields that differ from their default (sorted JSON);
+        a field in `INTRODUCED_AS` counts against the value it was introduced with, so a new
+        default that changes the computation gives a new id."""
+        default = type(self)()
+        diff = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in NOT_HASHED
+                and getattr(self, f.name) != INTRODUCED_AS.get(f.name, getattr(default, f.name))}
         text = json.dumps(diff, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -304,7 +309,7 @@ class Config:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown configuration fields: {unknown}")
-        return cls(**d)
+        return cls(**{**{k: v for k, v in INTRODUCED_AS.items() if k in names}, **d})
 
     # --- validation ------------------------------------------------------------------------
 
@@ -424,6 +429,12 @@ class Config:
 
 
 NOT_HASHED = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["hashed"])
+# Settings added after run directories existed whose default changes what a run computes, at
+# the value that reproduces the version before them (issue 23: one composed mask per method,
+# no positive control). A run id counts them against these values, so a default run made
+# before them keeps its id only when asked for that design (`--mask_replicates=1
+# --positive_control=false`), and a config.json written before them reads back with them.
+INTRODUCED_AS = {"mask_replicates": 1, "positive_control": False}
 
 
 def _is_int(v: Any) -> bool:

@@ -50,7 +50,8 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     run_id = config.preset("smoke").run_id()
     assert f"run directory: {tmp_path / 'runs' / run_id} (new)" in out
-    assert "[8/10] retrain: retraining, 56 network-epochs" in out
+    retrain = config.preset("smoke").network_epochs()["retrain"]
+    assert f"[8/10] retrain: retraining, {retrain:,.0f} network-epochs" in out
     assert "replicates" not in out  # one init: nothing to repeat
     assert "network-epochs, about" in out and "nothing was written" in out
     assert "imprint: the final weights keep 1.00 of their initial values" in out

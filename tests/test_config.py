@@ -79,9 +79,13 @@ def test_inits_repeat_the_consistency_design_and_keep_every_earlier_id():
 
 def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():
     # Pinned: changing how ids are computed would orphan every existing run directory.
-    assert Config().run_id() == "44136fa355b3"  # sha256("{}"): nothing differs from default
-    assert Config(k=5).run_id() == "7b88004a9ffe"
-    assert config.preset("smoke").run_id() == "0d2d60bc61e1"
+    assert Config().run_id() == "2410cd1a8bd8"
+    assert config.preset("smoke").run_id() == "dfddfcc91936"
+    # The design before replicated masks and the control keeps the ids it had.
+    before = dict(mask_replicates=1, positive_control=False)
+    assert Config(**before).run_id() == "44136fa355b3"  # sha256("{}")
+    assert Config(k=5, **before).run_id() == "7b88004a9ffe"
+    assert config.preset("smoke", **before).run_id() == "0d2d60bc61e1"
     # Explicitly passing a default, or changing where/how fast, keeps the id.
     assert Config(k=10, seed=0).run_id() == Config().run_id()
     assert Config(strategy="vmap", data_dir="/data", retrain_chunk=4).run_id() == Config().run_id()
@@ -173,3 +177,15 @@ def test_the_configuration_imports_no_training_code():
             "'optax') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_config_written_before_a_setting_reads_back_at_its_introduced_value():
+    """A run directory made before replicated masks holds a config.json without them: it reads
+    back as the design that made it, which is not today's default, so resuming it under the
+    default settings is refused rather than mixing two designs, and its own settings resume it."""
+    old = {k: v for k, v in Config().to_dict().items()
+           if k not in config.INTRODUCED_AS}
+    back = Config.from_dict(old)
+    assert (back.mask_replicates, back.positive_control) == (1, False)
+    assert back != Config() and back.run_id() == "44136fa355b3"
+    assert Config.from_dict(Config().to_dict()) == Config()
