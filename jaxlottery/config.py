@@ -2,7 +2,8 @@
 
 `Config()` is the paper protocol (PROTOCOL.md). A run lives in `<workdir>/<run_id>`, where the
 id hashes only the fields that differ from their defaults (OpenLTH's habit): adding an option
-later, with a default, never renames an old run. Fields that change where or how fast a run
+later, with a default that keeps what runs compute, never renames an old run; one whose default
+changes it counts against its `INTRODUCED_AS` value. What a setting may be: `validation`. Fields that change where or how fast a run
 goes, not what it computes (data_dir, strategy, chunk sizes), are left out of the hash.
 
 Presets (`preset(name, **overrides)`, the bundles in `jaxlottery.presets`): paper (the
@@ -14,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -22,13 +22,11 @@ import numpy as np
 from jaxlottery import imprint
 from jaxlottery.masks import COMPOSITIONS
 from jaxlottery.presets import PRESETS
+# config's API since before validation.py existed: ConfigError and the two family rules
+from jaxlottery.validation import ConfigError, check_architecture, check_config, check_recipe  # noqa: F401
 
 PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18))
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
-
-class ConfigError(ValueError):
-    """A setting that cannot run; the message names the flag."""
-
 
 def option(default: Any, help: str, *, hashed: bool = True) -> Any:
     """A Config field with its help text (the CLI's --help) and whether it is part of the run
@@ -311,120 +309,11 @@ class Config:
             raise ConfigError(f"unknown configuration fields: {unknown}")
         return cls(**{**{k: v for k, v in INTRODUCED_AS.items() if k in names}, **d})
 
-    # --- validation ------------------------------------------------------------------------
+    # --- validation (jaxlottery.validation) ------------------------------------------------
 
     def validate(self) -> "Config":
         """Raise ConfigError naming the flag of the first setting that cannot run."""
-        def need(ok: bool, flag: str, msg: str):
-            if not ok:
-                raise ConfigError(f"--{flag}: {msg}")
-
-        need(_is_int(self.seed) and 0 <= self.seed < 2**32, "seed",
-             f"must be an integer in 0..{2**32 - 1} (a 32-bit PRNG seed), got {self.seed!r}")
-        for f in dataclasses.fields(self):
-            values = getattr(self, f.name)
-            if isinstance(values, tuple):
-                repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
-                need(not repeated, f.name, f"lists {', '.join(map(str, repeated))} more than "
-                     "once; give each value once")
-        need(_is_int(self.k) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}")
-        need(self.k >= 2, "k", "needs at least 2 siblings to compare masks")
-        try:
-            check_architecture(self.model_depth, self.model_width, 10)
-        except ValueError as e:
-            flag = "model_depth" if "depth" in str(e) else "model_width"
-            raise ConfigError(f"--{flag}: {e}") from None
-        check_recipe(self)
-        for flag, values in (("spawn_epochs", self.spawn_epochs),
-                             ("retrain_spawn_epochs", self.retrain_spawn_epochs)):
-            need(len(values) > 0 or flag == "retrain_spawn_epochs", flag,
-                 "needs at least one spawn point")
-            need(all(_is_int(t) and 0 <= t < self.epochs for t in values), flag,
-                 f"spawn epochs must lie in 0..{self.epochs - 1} (the schedule has "
-                 f"{self.epochs} epochs), got {list(values)}")
-        need(all(_is_int(s) and s >= 1 for s in self.spawn_iterations), "spawn_iterations",
-             f"must be positive integers (iterations of shared training), got "
-             f"{list(self.spawn_iterations)}")
-        need(_is_int(self.inits) and self.inits >= 1, "inits",
-             f"must be an integer >= 1, got {self.inits!r}")
-        snaps = self.snapshot_epochs
-        need(snaps == "auto" or (isinstance(snaps, tuple) and all(
-            _is_int(e) and 1 <= e <= self.epochs for e in snaps)), "snapshot_epochs",
-             f"must be auto, none, or epochs in 1..{self.epochs} (the schedule has "
-             f"{self.epochs} epochs), got {snaps if isinstance(snaps, str) else list(snaps)}")
-        need(set(self.retrain_spawn_epochs) <= set(self.spawn_epochs), "retrain_spawn_epochs",
-             f"must be among --spawn_epochs {list(self.spawn_epochs)}, got "
-             f"{list(self.retrain_spawn_epochs)}")
-        for flag, values in (("densities", self.densities),
-                             ("retrain_densities", self.retrain_densities)):
-            need(len(values) > 0, flag, "needs at least one density")
-            need(all(isinstance(d, (int, float)) and 0 < d <= 1 for d in values), flag,
-                 f"densities (fractions kept) must lie in (0, 1], got {list(values)}")
-        need(len(self.k_values) > 0 and all(_is_int(v) and v >= 1 for v in self.k_values),
-             "k_values", f"must be integers >= 1, got {list(self.k_values)}")
-        need(max(self.k_values) <= self.k, "k_values",
-             f"values above --k={self.k} are not possible, got {list(self.k_values)}")
-        for flag in ("compose", "imp_compose"):
-            bad = [c for c in getattr(self, flag) if c not in COMPOSITIONS]
-            need(not bad, flag, f"unknown methods {bad}; choose from {', '.join(COMPOSITIONS)}")
-        need(_is_int(self.independent_inits) and self.independent_inits >= 0, "independent_inits",
-             f"must be an integer >= 0, got {self.independent_inits!r}")
-        need(self.independent_inits != 1, "independent_inits",
-             "needs 0 (off) or at least 2 networks to compare")
-        need(_is_int(self.retrain_seeds) and self.retrain_seeds >= 1, "retrain_seeds",
-             f"must be an integer >= 1, got {self.retrain_seeds!r}")
-        need(_is_int(self.baseline_siblings) and 1 <= self.baseline_siblings <= self.k,
-             "baseline_siblings", f"must be in 1..{self.k}, got {self.baseline_siblings!r}")
-        need(_is_int(self.mask_replicates) and self.mask_replicates >= 1, "mask_replicates",
-             f"must be an integer >= 1, got {self.mask_replicates!r}")
-        need(isinstance(self.positive_control, bool), "positive_control",
-             f"must be true or false, got {self.positive_control!r}")
-        need(isinstance(self.natural_density, bool), "natural_density",
-             f"must be true or false, got {self.natural_density!r}")
-        bad = [b for b in self.random_baselines if b not in ("random", "random_matched", "reinit")]
-        need(not bad, "random_baselines",
-             f"unknown baselines {bad}; choose from random, random_matched, reinit")
-        need(_is_int(self.lmc_pairs) and 0 <= 2 * self.lmc_pairs <= self.k, "lmc_pairs",
-             f"needs 0..{self.k // 2} (disjoint pairs of --k={self.k} siblings), got "
-             f"{self.lmc_pairs!r}")
-        need(_is_int(self.lmc_points) and self.lmc_points >= 2, "lmc_points",
-             f"must be an integer >= 2 (the path's two end points at least), got {self.lmc_points!r}")
-        bad = [b for b in self.lmc_bn if b not in ("interpolate", "recompute")]
-        need(not bad and (len(self.lmc_bn) > 0 or self.lmc_pairs == 0), "lmc_bn",
-             f"choose one or both of interpolate, recompute, got {list(self.lmc_bn)}")
-        need(_is_int(self.imp_levels) and self.imp_levels >= 0, "imp_levels",
-             f"must be an integer >= 0, got {self.imp_levels!r}")
-        need(isinstance(self.imp_rate, (int, float)) and 0 < self.imp_rate < 1, "imp_rate",
-             f"the fraction pruned per level must lie in (0, 1), got {self.imp_rate!r}")
-        need(not self.imp_levels or self.imp_rewind_epoch is not None
-             or self.retrain_spawn_epochs, "imp_rewind_epoch", "IMP needs an epoch to rewind "
-             "to: give --imp_rewind_epoch (no --retrain_spawn_epochs to take it from)")
-        need(self.imp_rewind_epoch is None or self.imp_rewind_epoch in self.spawn_epochs,
-             "imp_rewind_epoch", f"must be one of --spawn_epochs {list(self.spawn_epochs)} (the "
-             f"weights kept for rewinding), got {self.imp_rewind_epoch!r}")
-        need(self.imp_k is None or (_is_int(self.imp_k) and 2 <= self.imp_k <= self.k), "imp_k",
-             f"must be in 2..{self.k} (siblings per level of parallel IMP), got {self.imp_k!r}")
-        for flag in ("train_subset", "test_subset"):
-            v = getattr(self, flag)
-            need(v is None or (_is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
-        need(self.strategy in (None, "vmap", "loop", "map", "separate"), "strategy",
-             f"must be vmap, loop, map or separate, got {self.strategy!r}")
-        need(self.steps_per_call is None or (_is_int(self.steps_per_call) and self.steps_per_call >= 1),
-             "steps_per_call", f"must be a positive integer (iterations per compiled call; a "
-             f"number >= the iterations of an epoch makes each epoch one program), got "
-             f"{self.steps_per_call!r}")
-        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
-             f"must be an integer >= 1, got {self.checkpoint_every!r}")
-        need(self.retrain_chunk is None or (_is_int(self.retrain_chunk) and self.retrain_chunk >= 1),
-             "retrain_chunk", f"must be a positive integer, got {self.retrain_chunk!r}")
-        need(_is_int(self.eval_batch) and self.eval_batch >= 1, "eval_batch",
-             f"must be a positive integer (test images per evaluation batch), got "
-             f"{self.eval_batch!r}")
-        need(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
-             "is empty; give a TFDS name (cifar10, fashion_mnist, ...), 'synthetic', an .npz "
-             "file or a folder of IDX files")
-        need(self.data_dir is None or (isinstance(self.data_dir, str) and self.data_dir.strip()),
-             "data_dir", "is empty; leave it out for TFDS's default folder")
+        check_config(self)
         return self
 
 
@@ -435,51 +324,6 @@ NOT_HASHED = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata[
 # before them keeps its id only when asked for that design (`--mask_replicates=1
 # --positive_control=false`), and a config.json written before them reads back with them.
 INTRODUCED_AS = {"mask_replicates": 1, "positive_control": False}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def check_recipe(r: Any) -> None:
-    """Raise ConfigError naming the flag of the first recipe setting of `r` (a Config or a
-    jaxlottery.train.Recipe: the same names) that cannot run. The one check of the recipe."""
-    def need(ok: bool, flag: str, msg: str):
-        if not ok:
-            raise ConfigError(f"--{flag}: {msg}")
-
-    need(_is_int(r.epochs) and r.epochs >= 1, "epochs", f"must be >= 1, got {r.epochs!r}")
-    need(_is_int(r.batch_size) and r.batch_size >= 1, "batch_size",
-         f"must be >= 1, got {r.batch_size!r}")
-    need(isinstance(r.lr, (int, float)) and r.lr > 0 and math.isfinite(r.lr), "lr",
-         f"must be positive, got {r.lr!r}")
-    need(isinstance(r.momentum, (int, float)) and 0 <= r.momentum < 1, "momentum",
-         f"must be in [0, 1), got {r.momentum!r}")
-    need(isinstance(r.nesterov, bool), "nesterov", f"must be true or false, got {r.nesterov!r}")
-    need(isinstance(r.weight_decay, (int, float)) and r.weight_decay >= 0, "weight_decay",
-         f"must be >= 0, got {r.weight_decay!r}")
-    need(r.epochs > 1 or not r.lr_drop_epochs, "lr_drop_epochs",
-         f"a schedule of 1 epoch has no epoch to drop at; give --lr_drop_epochs= (none), got "
-         f"{list(r.lr_drop_epochs)}")
-    need(all(_is_int(e) and 0 < e < r.epochs for e in r.lr_drop_epochs),
-         "lr_drop_epochs", f"must lie in 1..{r.epochs - 1} (inside the {r.epochs}-epoch "
-         f"schedule), got {list(r.lr_drop_epochs)}")
-    need(len(set(r.lr_drop_epochs)) == len(r.lr_drop_epochs), "lr_drop_epochs",
-         f"repeats an epoch, got {list(r.lr_drop_epochs)}; give each drop once")
-    need(isinstance(r.lr_drop_factor, (int, float)) and 0 < r.lr_drop_factor <= 1,
-         "lr_drop_factor", f"must lie in (0, 1], got {r.lr_drop_factor!r}")
-    need(isinstance(r.augment, bool), "augment", f"must be true or false, got {r.augment!r}")
-
-
-def check_architecture(depth: int, width: int, num_classes: int) -> None:
-    """Raise ValueError unless (depth, width, num_classes) name a member of the CIFAR ResNet
-    family (jaxlottery.models)."""
-    if not _is_int(depth) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
-    if not _is_int(width) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
 def _min_k(how: str) -> int:
