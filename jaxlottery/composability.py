@@ -73,11 +73,6 @@ def shared_runs(a: dict, b: dict) -> list[tuple[dict, dict]]:
     return [(e, theirs[key(e)]) for e in a.get("retrained_masks") or [] if key(e) in theirs]
 
 
-def mask_means(by_mask: dict, orders: list) -> np.ndarray:
-    """Each replicate mask's mean accuracy over `orders` (the orders every compared mask has)."""
-    return np.asarray([np.mean([seeds[o] for o in orders]) for seeds in by_mask.values()])
-
-
 def variance(families: list[np.ndarray]) -> dict:
     """The model's variance components from families of (masks x orders) accuracy tables:
     `tau` (std of a mask's mean over its orders, pooled within families) with `df`; and where
