@@ -2,19 +2,26 @@
 
     PYTHONPATH=. python benchmarks/accelerator.py --out=DIR     # a GPU or TPU (budget: 4 min)
     python benchmarks/accelerator.py --quick --out=DIR          # toy sizes: a CPU smoke test
+    PYTHONPATH=. python benchmarks/accelerator.py --out=DIR --modes=rank --ks=10,4 --profile
+                                                                # the speed candidates, ranked
 
 Measures, in order of importance (rows past the time budget `--budget` are skipped and listed):
 - the environment: device kind and count, memory, library versions, matmul precision, and the
   dense f32 matmul rate at default precision (the "peak" the training rates are set against);
 - training throughput of ResNet-20 at batch 128 on CIFAR-shaped synthetic data (50,000 images
   on the device) through `siblings.train` itself (data order, augmentation, masked step,
-  metric sums, the host's reads): per-step vmap / loop / separate and programs of
-  `--steps_per_call` iterations with vmap / loop / map, every way at the first two stack
-  sizes of `--ks` (default 10, 1), then the backend's default and the two fastest ways at the
-  others (20, 40 where memory allows, then 2 and 5). Images/s, compile seconds, the device's
-  peak memory so far (rows run in that order, so a row's growth is its own), TFLOP/s (from
-  XLA's FLOP count of one training image) and its fraction of the measured matmul rate;
-- with `--profile`, where the fastest way's time goes: its device kernels summed by kind;
+  metric sums, the host's reads), in the ways `--modes` names (`way`: MODE:STRATEGY[+VARIANT..],
+  MODE `step` (one iteration per call) or `program` (`--steps_per_call` iterations), a
+  strategy of `siblings.STRATEGIES`, variants `bf16` (compute dtype), `flat` (flat updates)
+  and a set of `siblings.XLA_OPTIONS`; default: the six plain ways; `rank`: `CANDIDATES`),
+  every way at the first two stack sizes of `--ks` (default 10, 1), then the backend's default
+  and the two fastest ways at the others (20, 40 where memory allows, then 2 and 5). Images/s,
+  compile seconds, the device's peak memory so far (rows run in that order, so a row's growth
+  is its own), TFLOP/s (from XLA's FLOP count of one training image), its fraction of the
+  measured matmul rate, and the compiler options the row's programs were given. A way whose
+  options this jaxlib rejects is recorded as failed and the benchmark goes on;
+- with `--profile`, where the time goes in the backend's default way and the fastest one at
+  the first stack size: device kernels per network and step, summed by kind;
 - evaluation throughput of a 10-member stack (host loop over batches vs all batches on device);
 - the cost of one checkpoint of a 10-member stack (what training waits for, and the full write);
 - a projection of the paper preset's wall time per stage from these rates and the preset's own
@@ -46,11 +53,47 @@ from jaxlottery import checkpoint, config, data, models, siblings  # noqa: E402
 from jaxlottery.train import Recipe  # noqa: E402
 
 FULL = dict(depth=20, width=16, image=32, train=50_000, test=10_000, batch=128, steps=100,
-            per_call=50, ks=(10, 1, 20, 40, 2, 5), matmul=8192, budget=140.0)
+            per_call=50, ks=(10, 1, 20, 40, 2, 5), matmul=8192, budget=140.0, profile_steps=10)
 QUICK = dict(depth=8, width=4, image=16, train=256, test=128, batch=32, steps=4, per_call=2,
-             ks=(2, 1), matmul=512, budget=40.0)
-MODES = (("step", "vmap"), ("program", "vmap"), ("program", "map"), ("step", "loop"),
-         ("program", "loop"), ("step", "separate"))
+             ks=(2, 1), matmul=512, budget=40.0, profile_steps=2)
+MODES = ("step:vmap", "program:vmap", "program:map", "step:loop", "program:loop",
+         "step:separate")
+# The ranking call's ways (issue 24): today's GPU default first, then each candidate alone, then
+# the combinations that could add up; bf16 last (it changes the arithmetic: never a default
+# without the science check). Rows of a process share XLA's autotuning results, so ways with the
+# same convolutions run the same convolution algorithms.
+# Left out, measured on the H100 on 2026-11-26: program:vmap (0.77x the default) and step:loop
+# (1.07x, but 46 s of compilation at k = 10).
+CANDIDATES = ("program:map", "program:map+flat", "program:map+graphs",
+              "program:map+concurrent_unrolled", "program:hybrid", "program:hybrid+concurrent",
+              "program:streams", "program:streams+concurrent", "program:map+bf16")
+VARIANTS = ("bf16", "flat")
+
+
+def parse_way(way: str) -> dict:
+    """'program:map+concurrent+bf16' -> {mode, strategy, xla_options, dtype, flat, way};
+    ValueError naming what is wrong."""
+    mode, sep, rest = way.partition(":")
+    strategy, *variants = rest.split("+")
+    if not sep or mode not in ("step", "program") or strategy not in siblings.STRATEGIES:
+        raise ValueError(f"{way!r}: expected MODE:STRATEGY[+VARIANT...], MODE step or program, "
+                         f"STRATEGY one of {', '.join(siblings.STRATEGIES)}")
+    options = [v for v in variants if v not in VARIANTS]
+    bad = [v for v in options if v not in siblings.XLA_OPTIONS]
+    if bad or len(options) > 1 or len(set(variants)) != len(variants):
+        raise ValueError(f"{way!r}: variants are {', '.join(VARIANTS)} and at most one of "
+                         f"{', '.join(siblings.XLA_OPTIONS)}, each once")
+    return {"way": way, "mode": mode, "strategy": strategy,
+            "xla_options": options[0] if options else "none",
+            "dtype": "bfloat16" if "bf16" in variants else None, "flat": "flat" in variants}
+
+
+def default_way() -> str:
+    """The backend's default way, as `--modes` spells it."""
+    d = siblings.backend_defaults()
+    way = f"{'step' if d.steps_per_call == 1 else 'program'}:{d.strategy}"
+    return way + (f"+{d.xla_options}" if d.xla_options != "none" else "") + (
+        "+flat" if d.flat_update else "")
 
 
 @dataclasses.dataclass
@@ -126,37 +169,47 @@ def peak_bytes() -> int | None:
     return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
 
-def ways(b: Bench, i: int) -> list[tuple[str, str]]:
-    """The ways measured at the i-th stack size: all of them at the first two sizes; after
+def ways(b: Bench, i: int) -> list[str]:
+    """The ways measured at the i-th stack size: all of `--modes` at the first two sizes; after
     that the backend's default and the two fastest at the first size (compilation is most
     of a row's cost on a GPU, and a 4-minute call has room for few)."""
     if i < 2:
-        return list(MODES)
-    d = siblings.backend_defaults()
-    default = ("step" if d.steps_per_call == 1 else "program", d.strategy)
-    first = [r for r in b.results["training"] if r["k"] == b.size["ks"][0]]
-    fastest = [(r["mode"], r["strategy"]) for r in sorted(first, key=lambda r: -r["images_per_s"])]
-    return list(dict.fromkeys([default] + fastest[:2]))
+        return list(b.size["modes"])
+    first = [r for r in b.results["training"] if r["k"] == b.size["ks"][0] and "images_per_s" in r]
+    fastest = [r["way"] for r in sorted(first, key=lambda r: -r["images_per_s"])]
+    return list(dict.fromkeys([default_way()] + fastest[:2]))
 
 
-def train_row(b: Bench, mode: str, strategy: str, k: int) -> dict:
+def _how(b: Bench, way: str) -> tuple[dict, object, dict]:
+    """A way's arguments to `siblings.train`, its model (compute dtype) and its row fields."""
+    w = parse_way(way)
+    dtype = w["dtype"] or b.size["dtype"]
+    per_call = 1 if w["mode"] == "step" else b.size["per_call"]
+    kw = dict(strategy=w["strategy"], steps_per_call=per_call, xla_options=w["xla_options"],
+              flat_update=w["flat"], evaluate=False)
+    fields = {"way": way, "mode": w["mode"], "strategy": w["strategy"], "dtype": dtype,
+              "xla_options": w["xla_options"], "flat_update": w["flat"],
+              "compiler_options": siblings.compiler_options(w["xla_options"]),
+              "steps_per_call": per_call}
+    return kw, models.resnet(b.size["depth"], b.size["width"], compute_dtype=dtype), fields
+
+
+def train_row(b: Bench, way: str, k: int) -> dict:
     """Images/s of k siblings through `siblings.train`: one call compiles and warms up, the
     next `steps` iterations are timed (all inside the first epoch's full batches)."""
     s = b.size
-    per_call = 1 if mode == "step" else s["per_call"]
-    warm = 2 if mode == "step" else per_call
+    kw, model, fields = _how(b, way)
+    warm = 2 if fields["mode"] == "step" else kw["steps_per_call"]
     states = siblings.spawn(b.variables, k, b.recipe)
     keys = jax.random.split(jax.random.key(1), k)
-    kw = dict(strategy=strategy, steps_per_call=per_call, evaluate=False)
     t0 = time.perf_counter()
-    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm, **kw)
+    states, _ = siblings.train(states, keys, b.data, model, b.recipe, until=warm, **kw)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm + s["steps"], **kw)
+    states, _ = siblings.train(states, keys, b.data, model, b.recipe, until=warm + s["steps"], **kw)
     wall = time.perf_counter() - t0
     rate = k * s["batch"] * s["steps"] / wall
-    row = {"mode": mode, "strategy": strategy, "k": k, "steps_per_call": per_call,
-           "images_per_s": rate, "step_ms": 1e3 * wall / s["steps"],
+    row = {**fields, "k": k, "images_per_s": rate, "step_ms": 1e3 * wall / s["steps"],
            "compile_s": max(0.0, first - warm * k * s["batch"] / rate),
            "peak_bytes_so_far": peak_bytes()}
     if b.results.get("flops_per_image"):
@@ -206,39 +259,45 @@ KERNEL_KINDS = (  # matched in order on lower-cased kernel names; XLA's "convert
 OTHER_KERNELS = "other fusions (elementwise, BN apply, optimizer, augmentation)"
 
 
-def profile_row(b: Bench, mode: str, strategy: str, k: int) -> dict:
-    """Where one row's time goes: `steps` iterations traced by the JAX profiler, then the
-    device's kernels summed by kind (from the Perfetto trace's device processes). Busy time
-    over wall time says how much of the step the device spends computing at all."""
+def profile_row(b: Bench, way: str, k: int) -> dict:
+    """Where one way's time goes: `profile_steps` iterations (whole programs: a multiple of
+    its iterations per call) traced by the JAX profiler, then the device's kernels summed by
+    kind (from the Perfetto trace's device processes) and counted per network and step. Busy
+    time over wall time says how much of the step the device spends computing at all."""
     import glob
     import gzip
 
-    s = b.size
-    per_call = 1 if mode == "step" else s["per_call"]
+    kw, model, fields = _how(b, way)
+    per_call = kw["steps_per_call"]
+    steps = -(-b.size["profile_steps"] // per_call) * per_call
     states = siblings.spawn(b.variables, k, b.recipe)
     keys = jax.random.split(jax.random.key(2), k)
-    kw = dict(strategy=strategy, steps_per_call=per_call, evaluate=False)
     warm = max(2, per_call)
-    states, _ = siblings.train(states, keys, b.data, b.model, b.recipe, until=warm, **kw)
+    states, _ = siblings.train(states, keys, b.data, model, b.recipe, until=warm, **kw)
     jax.block_until_ready(states)
     folder = tempfile.mkdtemp(prefix="profile")
+    row = {"way": way, "mode": fields["mode"], "strategy": fields["strategy"], "k": k,
+           "iterations": steps}
     t0 = time.perf_counter()
     try:
         with jax.profiler.trace(folder, create_perfetto_trace=True):
-            states, _ = siblings.train(states, keys, b.data, b.model, b.recipe,
-                                       until=warm + s["steps"], **kw)
+            states, _ = siblings.train(states, keys, b.data, model, b.recipe,
+                                       until=warm + steps, **kw)
             jax.block_until_ready(states)
     except Exception as e:  # a profiler that cannot start (no CUPTI) must not lose the table
-        return {"mode": mode, "strategy": strategy, "k": k, "note": f"profiler failed: {e}"}
+        return dict(row, note=f"profiler failed: {e}")
     wall = time.perf_counter() - t0
     traces = glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)
-    row = {"mode": mode, "strategy": strategy, "k": k, "iterations": s["steps"], "wall_s": wall}
+    row["wall_s"] = wall
     if not traces:
         return dict(row, note="the profiler wrote no Perfetto trace")
     with gzip.open(traces[0]) as f:
         trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    return dict(row, **kernel_summary(events, wall, s["steps"]))
+    summary = kernel_summary(events, wall, steps)
+    if "kernels_per_iteration" in summary:
+        summary["kernels_per_network_step"] = summary["kernels_per_iteration"] / k
+    return dict(row, **summary)
 
 
 def kernel_summary(events: list[dict], wall_s: float, iterations: int) -> dict:
@@ -274,9 +333,11 @@ def kernel_summary(events: list[dict], wall_s: float, iterations: int) -> dict:
                             for n, (c, t) in top]}
 
 
-def best(rows: list[dict], k: int, modes=None) -> dict | None:
-    """The fastest measured row at stack size k (among `modes`), or at the nearest measured k."""
-    ok = [r for r in rows if "images_per_s" in r and (modes is None or (r["mode"], r["strategy"]) in modes)]
+def best(rows: list[dict], k: int, modes=None, dtype: str | None = "float32") -> dict | None:
+    """The fastest measured row at stack size k (among the ways `modes`; of compute `dtype`,
+    None: any), or at the nearest measured k."""
+    ok = [r for r in rows if "images_per_s" in r and (modes is None or r["way"] in modes)
+          and (dtype is None or r.get("dtype", "float32") == dtype)]
     if not ok:
         return None
     nearest = min({r["k"] for r in ok}, key=lambda m: (abs(m - k), -m))
@@ -304,8 +365,7 @@ def projection(b: Bench) -> dict:
                    "independent": cfg.epochs,
                    "retrain": sum(-(-masks_per_spawn // chunk) * (cfg.epochs - t)
                                   for t in cfg.retrain_spawn_epochs)}
-    d = siblings.backend_defaults()
-    default_mode = (("step" if d.steps_per_call == 1 else "program"), d.strategy)
+    default_mode = default_way()
     eval_rate = max((r["images_per_s"] for r in res["evaluation"]), default=None)
     ckpt_s = res["checkpoint"]["blocking_s"] if res.get("checkpoint") else 0.0
     out = {"stack_sizes": stacks, "network_epochs": cost, "eval_images": evals}
@@ -318,7 +378,7 @@ def projection(b: Bench) -> dict:
             train_s = cost[stage] * n / row["images_per_s"]
             other = (evals[stage] / eval_rate if eval_rate else 0.0) + checkpoints[stage] * ckpt_s \
                 + 2 * row["compile_s"]
-            stages[stage] = {"stack": k, "measured_at_k": row["k"], "way": f"{row['mode']} {row['strategy']}",
+            stages[stage] = {"stack": k, "measured_at_k": row["k"], "way": row["way"],
                              "images_per_s": row["images_per_s"], "train_h": train_s / 3600,
                              "other_h": other / 3600}
             total_train, total_other = total_train + train_s, total_other + other
@@ -340,17 +400,22 @@ def markdown(res: dict) -> str:
              f"matmul precision {env['default_matmul_precision']}; f32 matmul "
              f"{res['matmul_tflops']:.1f} TFLOP/s; {res.get('flops_per_image') or 0:.3g} FLOP "
              f"per training image; model {res['size']['model']}.", "",
-             "| way | strategy | k | img/s | step ms | compile s | peak MB so far | TFLOP/s | of peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Default way on this backend: `{res['default_way']}`. Ways: MODE:STRATEGY[+VARIANT]; "
+             "the compiler options each way's programs were given are in accelerator.json.", "",
+             "| way | dtype | k | img/s | vs default | step ms | compile s | peak MB so far | "
+             "TFLOP/s | of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["training"]:
         if "images_per_s" not in r:
-            lines.append(f"| {r['mode']} | {r['strategy']} | {r['k']} | {r.get('skipped', '')} |"
-                         " | | | | |")
+            lines.append(f"| {r['way']} | {r.get('dtype', '')} | {r['k']} | failed: "
+                         f"{r.get('failed', '')[:120]} | | | | | | |")
             continue
         mb = f"{r['peak_bytes_so_far'] / 2**20:,.0f}" if r.get("peak_bytes_so_far") else ""
-        lines.append(f"| {r['mode']} | {r['strategy']} | {r['k']} | {r['images_per_s']:,.0f} | "
-                     f"{r['step_ms']:.1f} | {r['compile_s']:.1f} | {mb} | {r.get('tflops', 0):.2f} | "
-                     f"{100 * r.get('fraction_of_matmul_peak', 0):.1f}% |")
+        base = next((x for x in res["training"] if x["way"] == res["default_way"]
+                     and x["k"] == r["k"] and "images_per_s" in x), None)
+        ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}x" if base else ""
+        lines.append(f"| {r['way']} | {r['dtype']} | {r['k']} | {r['images_per_s']:,.0f} | "
+                     f"{ratio} | {r['step_ms']:.1f} | {r['compile_s']:.1f} | {mb} | "
+                     f"{r.get('tflops', 0):.2f} | {100 * r.get('fraction_of_matmul_peak', 0):.1f}% |")
     lines += ["", "| evaluation | k | strategy | img/s | compile s |", "|---|---|---|---|---|"]
     for r in res["evaluation"]:
         lines.append(f"| {'batches on device' if r['batches_on_device'] else 'host loop'} | "
@@ -379,22 +444,22 @@ def markdown(res: dict) -> str:
             q = p[label]
             lines.append(f"\n{label}: {q['total_h']:.2f} h in all, {q['train_h']:.2f} h of training "
                          f"steps, {100 * q['outside_training']:.1f}% outside them.")
-    prof = res.get("profile")
-    if prof and "by_kind" in prof:
-        lines += ["", f"Profile of {prof['mode']} {prof['strategy']} at k = {prof['k']} "
+    for prof in res.get("profiles", []):
+        if "by_kind" not in prof:
+            lines += ["", f"Profile of {prof['way']}: {prof.get('note')}"]
+            continue
+        lines += ["", f"Profile of {prof['way']} at k = {prof['k']} "
                   f"({prof['iterations']} iterations, {prof['wall_s']:.2f} s traced): the "
                   f"device's kernels take {1e3 * prof['busy_s'] / prof['iterations']:.1f} ms per "
                   f"iteration, {100 * prof.get('busy_fraction_of_untraced_step', 0):.0f}% of the "
                   f"untraced step ({100 * prof['busy_fraction']:.0f}% of the traced wall time); "
-                  f"{prof['kernels_per_iteration']:.0f} kernels per iteration, "
+                  f"{prof['kernels_per_network_step']:.0f} kernels per network and step, "
                   f"{prof['mean_kernel_us']:.1f} us each on average.", "",
                   "| kernels | share of device time |", "|---|---|"]
         lines += [f"| {kind} | {100 * share:.1f}% |" for kind, share in prof["by_kind"].items()]
         lines += ["", "| top kernel | calls | share |", "|---|---|---|"]
         lines += [f"| `{t['name']}` | {t['calls']} | {100 * t['share']:.1f}% |"
                   for t in prof["top_kernels"]]
-    elif prof:
-        lines += ["", f"Profile: {prof.get('note')}"]
     if res.get("skipped"):
         lines += ["", f"Skipped (time budget): {', '.join(res['skipped'])}"]
     return "\n".join(lines) + "\n"
@@ -417,11 +482,38 @@ def main(argv=None) -> None:
                     help="timed iterations per row (default: 100, quick 4)")
     ap.add_argument("--ks", default=None, help="stack sizes in the order measured "
                     "(default: 10,1,20,40,2,5; quick 2,1)")
-    ap.add_argument("--profile", action="store_true", help="trace the fastest way at the "
-                    "first stack size and sum its device kernels by kind (where the time goes)")
+    ap.add_argument("--modes", default=None, help="the ways to measure, comma-separated "
+                    "MODE:STRATEGY[+VARIANT...] (variants: bf16, flat, an XLA option set), or "
+                    "'rank' for every speed candidate (default: the six plain ways)")
+    ap.add_argument("--dtype", default="float32", choices=sorted(models.COMPUTE_DTYPES),
+                    help="compute dtype of the ways without +bf16 (default: float32)")
+    ap.add_argument("--profile", action="store_true", help="trace the default way and the "
+                    "fastest at the first stack size: device kernels per network and step, by kind")
+    ap.add_argument("--profile_steps", type=int, default=None, help="iterations traced per "
+                    "profile (default: 10, quick 2)")
+    ap.add_argument("--pin_autotune", default=None, metavar="FILE", help="GPU: load XLA's "
+                    "autotuning results (convolution algorithms) from FILE if it exists, else "
+                    "dump them there, so that later calls compare ways on the same kernels")
     args = ap.parse_args(argv)
+    if args.pin_autotune:  # before the backend starts: XLA reads its flags once
+        flag = ("load_autotune_results_from" if os.path.exists(args.pin_autotune)
+                else "dump_autotune_results_to")
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_gpu_{flag}={os.path.abspath(args.pin_autotune)}").strip()
     size = dict(QUICK if args.quick else FULL)
-    for name in ("budget", "steps_per_call", "steps"):
+    size["dtype"] = args.dtype
+    size["modes"] = (CANDIDATES if args.modes == "rank" else MODES if args.modes is None
+                     else tuple(m.strip() for m in args.modes.split(",") if m.strip()))
+    try:
+        for way in size["modes"]:
+            parse_way(way)
+    except ValueError as e:
+        ap.error(f"--modes: {e}")
+    if not size["modes"]:
+        ap.error("--modes: name at least one way")
+    if args.profile_steps is not None:
+        size["profile_steps"] = args.profile_steps
+    for name in ("budget", "steps_per_call", "steps", "profile_steps"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             ap.error(f"--{name} must be positive, got {value}")
@@ -454,6 +546,7 @@ def main(argv=None) -> None:
               models.init(jax.random.key(0), size["depth"], size["width"], image_shape=shape),
               {"environment": environment(), "training": [], "evaluation": [], "skipped": []})
     b.results["size"] = dict(size, model=f"ResNet-{size['depth']} width {size['width']}")
+    b.results["default_way"] = default_way()
     b.results["matmul_tflops"] = matmul_tflops(size["matmul"])
     b.results["flops_per_image"] = flops_per_image(b)
     env = b.results["environment"]
@@ -462,37 +555,54 @@ def main(argv=None) -> None:
           f"FLOP per training image", flush=True)
     capacity = siblings.stack_capacity(b.model, b.recipe, size["train"], shape, "vmap")
     b.results["stack_capacity"] = capacity
-    print(f"{'way':8s} {'strategy':9s} {'k':>3s} {'img/s':>9s} {'step ms':>8s} {'compile s':>9s} "
+    print(f"{'way':34s} {'k':>3s} {'img/s':>9s} {'step ms':>8s} {'compile s':>9s} "
           f"{'MB':>6s} {'TFLOP/s':>8s}", flush=True)
-    for i, k in enumerate(size["ks"]):
-        for mode, strategy in ways(b, i):
+    # Every way at the first two stack sizes, way by way (a budget cut drops whole ways, the
+    # last named), then the default and the fastest at the other sizes.
+    plan = [(way, k) for way in ways(b, 0) for k in size["ks"][:2]]
+    for k in size["ks"][2:]:
+        plan.append((None, k))
+    for way, k in plan:
+        for way in [way] if way is not None else ways(b, 2):
+            strategy = parse_way(way)["strategy"]
             if k > max(size["ks"][:2]) and strategy in ("loop", "separate"):
                 continue  # large stacks: loop programs grow with k; separate is per member
-            if mode == "step" and strategy == "separate" and k == 1:
+            if way == "step:separate" and k == 1:
                 continue  # the same as step-loop at k = 1
             if capacity is not None and k > capacity:
-                b.results["skipped"].append(f"{mode} {strategy} k={k} (memory)")
+                b.results["skipped"].append(f"{way} k={k} (memory)")
                 continue
             if b.left() <= 0:
-                b.results["skipped"].append(f"{mode} {strategy} k={k}")
+                b.results["skipped"].append(f"{way} k={k}")
                 continue
-            row = train_row(b, mode, strategy, k)
+            try:
+                row = train_row(b, way, k)
+            except Exception as e:  # noqa: BLE001 - options this jaxlib rejects fail one row
+                row = {**_how(b, way)[2], "k": k, "failed": f"{type(e).__name__}: {e}"[:500]}
+                print(f"{way:34s} {k:3d} failed: {row['failed'][:200]}", flush=True)
+                b.results["training"].append(row)
+                b.save()
+                continue
             b.results["training"].append(row)
             mb = f"{row['peak_bytes_so_far'] / 2**20:6,.0f}" if row["peak_bytes_so_far"] else "     -"
-            print(f"{mode:8s} {strategy:9s} {k:3d} {row['images_per_s']:9,.0f} "
+            print(f"{way:34s} {k:3d} {row['images_per_s']:9,.0f} "
                   f"{row['step_ms']:8.1f} {row['compile_s']:9.1f} {mb:>6s} "
                   f"{row.get('tflops', 0):8.2f}", flush=True)
             b.save()
     k_eval = size["ks"][0]
-    if args.profile and best(b.results["training"], k_eval):
-        fastest = best(b.results["training"], k_eval)
-        prof = profile_row(b, fastest["mode"], fastest["strategy"], k_eval)
-        if "busy_s" in prof:  # tracing slows the host; the device's work per step is the same
-            prof["busy_fraction_of_untraced_step"] = \
-                prof["busy_s"] / prof["iterations"] / (fastest["step_ms"] / 1e3)
-        b.results["profile"] = prof
-        b.save()
-        print(f"profile: {json.dumps(b.results['profile'])[:600]}", flush=True)
+    b.results["profiles"] = []
+    if args.profile:
+        rows = [r for r in b.results["training"] if r["k"] == k_eval and "images_per_s" in r]
+        chosen = [r for r in rows if r["way"] == default_way()][:1] + \
+            sorted(rows, key=lambda r: -r["images_per_s"])[:1]
+        for row in {r["way"]: r for r in chosen}.values():
+            prof = profile_row(b, row["way"], k_eval)
+            if "busy_s" in prof:  # tracing slows the host; the device's work per step is the same
+                prof["busy_fraction_of_untraced_step"] = \
+                    prof["busy_s"] / prof["iterations"] / (row["step_ms"] / 1e3)
+            b.results["profiles"].append(prof)
+            b.save()
+            print(f"profile: {json.dumps(prof)[:600]}", flush=True)
     for on_device, strategy in ((False, siblings.default_strategy()), (True, siblings.default_strategy()),
                                 (True, "map")):
         if b.results["evaluation"] and b.left() < -0.25 * b.size["budget"]:  # a quarter more

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The two prepared calls of a lent GPU (issue 17), run from the checkout with PYTHONPATH=.
+# The prepared calls of a lent GPU (issues 17, 22, 24), run from the checkout with PYTHONPATH=.
 # (the device hosts have jax, flax, optax, orbax, tqdm and matplotlib; nothing is installed).
 #
+#   bash benchmarks/gpu_calls.sh rank    # < 4 min: every speed candidate of issue 24 (hybrid,
+#                                        # streams, XLA's CUDA graphs, flat updates, bf16) against
+#                                        # the default at k = 10 and 4, kernels per network-step
+#                                        # of the default and the fastest; convolution algorithms
+#                                        # dumped to $OUT/autotune.textproto for later calls.
+#                                        # Its files feed study and claim1 as bench's do.
+#   bash benchmarks/gpu_calls.sh rank --quick   # the same on the CPU at toy size (CI runs it)
 #   bash benchmarks/gpu_calls.sh bench   # ~4 min: the benchmark table, a profile, and the
 #                                        # study's fixed cost (the full model on subsets)
 #   bash benchmarks/gpu_calls.sh study   # ~7 min: the full-size Fashion-MNIST study, sized from
@@ -21,7 +28,29 @@ OUT=${OUT:-/tmp/gpu_calls_out}
 DATA=.device/fashion-mnist
 mkdir -p "$OUT"
 
+# A later call runs the convolution algorithms the rank call chose (its dump, copied back into
+# .device/in, or left in /tmp/jl_in on a machine still warm).
+for f in .device/in/autotune.textproto /tmp/jl_in/autotune.textproto; do
+    if [ -s "$f" ] && [ "${1:-}" != rank ]; then
+        export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_load_autotune_results_from=$(realpath "$f")"
+        break
+    fi
+done
+
 case "${1:-}" in
+rank)
+    if [ "${2:-}" = --quick ]; then
+        python benchmarks/accelerator.py --quick --out="$OUT" --modes=rank --ks=2 --profile \
+            --budget="${BUDGET:-600}" 2>&1 | tee "$OUT/rank.log"
+        exit "${PIPESTATUS[0]}"
+    fi
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total \
+        --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
+    timeout 225 python benchmarks/accelerator.py --out="$OUT" --modes=rank --ks=10,4 --steps=50 \
+        --profile --budget="${BUDGET:-150}" --pin_autotune="$OUT/autotune.textproto" 2>&1 \
+        | tee "$OUT/rank.log"
+    mkdir -p /tmp/jl_in && cp "$OUT/accelerator.json" "$OUT/autotune.textproto" /tmp/jl_in/ 2>/dev/null
+    ;;
 bench)
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total \
         --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
@@ -55,7 +84,7 @@ claim1)
         --images_per_s="${RATE:-30000}" --out="$OUT" --workdir=/tmp/claim1_runs 2>&1 | grep -v "it/s\]$" | tail -n 40
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_calls.sh bench|study|claim1" >&2
+    echo "usage: bash benchmarks/gpu_calls.sh rank [--quick]|bench|study|claim1" >&2
     exit 2
     ;;
 esac

@@ -90,27 +90,36 @@ def stack_sizes(cfg: Config) -> dict[str, int]:
             "retrain": masks * cfg.retrain_seeds}
 
 
+def _way(row: dict) -> str:
+    """A benchmark row's way (rows written before ways had names: MODE:STRATEGY)."""
+    return row.get("way") or f"{row['mode']}:{row['strategy']}"
+
+
 def rates(bench: dict | None, fallback: float,
-          way: tuple[str, str] | None = None) -> tuple[dict, float, float, dict]:
-    """From a benchmark: training images/s per measured stack size in `way` (mode, strategy),
-    by default the fastest way measured at the stack size nearest k = 4; evaluation images/s;
-    the median compile seconds of a program in that way; the way as Config fields."""
+          way: str | None = None) -> tuple[dict, float, float, dict]:
+    """From a benchmark: training images/s per measured stack size in `way` (MODE:STRATEGY
+    [+VARIANT], as the benchmark names it), by default the fastest float32 way measured at the
+    stack size nearest k = 4 (bfloat16 changes the arithmetic: only when asked); evaluation
+    images/s; the median compile seconds of a program in that way; the way as Config fields."""
     if not bench or not bench.get("training"):
         return {}, fallback, 20.0, {}
     rows = [r for r in bench["training"] if "images_per_s" in r]
     if way is None:
-        nearest = min({r["k"] for r in rows}, key=lambda k: (abs(k - 4), -k))
-        fastest = max((r for r in rows if r["k"] == nearest), key=lambda r: r["images_per_s"])
-        way = (fastest["mode"], fastest["strategy"])
-    same = [r for r in rows if (r["mode"], r["strategy"]) == way]
+        plain = [r for r in rows if r.get("dtype", "float32") == "float32"]
+        nearest = min({r["k"] for r in plain}, key=lambda k: (abs(k - 4), -k))
+        way = _way(max((r for r in plain if r["k"] == nearest), key=lambda r: r["images_per_s"]))
+    same = [r for r in rows if _way(r) == way]
     if not same:
-        raise SystemExit(f"the benchmark measured no row of {' '.join(way)}")
-    way = same[0]
+        raise SystemExit(f"the benchmark measured no row of {way}")
+    row = same[0]
     by_k = {r["k"]: r["images_per_s"] for r in same}
     evaluation = max((r["images_per_s"] for r in bench.get("evaluation", [])), default=fallback)
     compile_s = sorted(r["compile_s"] for r in same)[len(same) // 2]
-    how = {"strategy": way["strategy"],
-           "steps_per_call": 1 if way["mode"] == "step" else bench["size"]["per_call"]}
+    how = {"strategy": row["strategy"],
+           "steps_per_call": 1 if row["mode"] == "step" else bench["size"]["per_call"],
+           "xla_options": row.get("xla_options", "none"),
+           "flat_update": row.get("flat_update", False),
+           "compute_dtype": row.get("dtype", "float32")}
     return by_k, evaluation, compile_s, how
 
 
@@ -148,8 +157,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", default=None, help="accelerator.json of benchmarks/accelerator.py")
     ap.add_argument("--images_per_s", type=float, default=20_000.0,
                     help="training (and evaluation) rate assumed without a benchmark")
-    ap.add_argument("--way", default=None, help="mode:strategy of the benchmark's rows to run "
-                    "and size with (step:vmap, program:map, ...; default: the fastest near k = 4)")
+    ap.add_argument("--way", default=None, help="the benchmark's way to run and size with "
+                    "(step:vmap, program:map+concurrent, ...; default: the fastest float32 way "
+                    "near k = 4)")
     ap.add_argument("--epochs", type=int, default=None, help="the schedule's length, instead of "
                     "the largest that fits the budget")
     ap.add_argument("--size", choices=sorted(SIZES), default="full",
@@ -175,8 +185,7 @@ def main(argv=None) -> int:
     if args.bench and os.path.exists(args.bench):
         with open(args.bench) as f:
             bench = json.load(f)
-    way = tuple(args.way.split(":")) if args.way else None
-    by_k, eval_rate, compile_s, how = rates(bench, args.images_per_s, way)
+    by_k, eval_rate, compile_s, how = rates(bench, args.images_per_s, args.way)
     programs = PROGRAMS if args.design == "composition" else CLAIM1_PROGRAMS
     fixed_s, fixed_from = FIXED_S + programs * compile_s, "estimated"
     if args.calibration and os.path.exists(args.calibration):
@@ -199,7 +208,7 @@ def main(argv=None) -> int:
             choice = option()
             predicted = predict(choice, n_train, n_test, by_k, args.images_per_s, eval_rate,
                                 fixed_s, ((bench or {}).get("checkpoint") or {}).get("total_s", 0.0),
-                                how.get("strategy") in ("loop", "map", "separate"))
+                                how.get("strategy") in ("loop", "map", "streams", "separate"))
             if predicted <= args.budget:
                 break
     choice = dataclasses.replace(choice, **how)

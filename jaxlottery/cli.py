@@ -82,7 +82,8 @@ def _parse(kind, name: str):
     if typing.get_origin(kind) is tuple:
         return tuple_of(args[0])
     if type(None) in args:
-        return none_or(_scalar(next(a for a in args if a is not type(None))))
+        inner = next(a for a in args if a is not type(None))
+        return none_or(boolean if inner is bool else _scalar(inner))
     return _scalar(kind)
 
 
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "this machine, and exit without training or writing anything")
     p.add_argument("--workdir", default="runs", help="runs go to WORKDIR/<run id> (default: runs)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--compilation_cache", default=None, metavar="DIR", help="JAX's persistent "
+                   "compilation cache: a resumed or repeated run loads the programs it compiled "
+                   "before instead of compiling them again (default: WORKDIR/compilation_cache; "
+                   "none: off)")
     p.add_argument("--lock_expiry", type=_scalar(float), default=300.0, help="seconds after "
                    "which the lock of a run whose holder stopped refreshing it (a lost Colab "
                    "runtime, a dead host) is taken over (default: 300)")
@@ -186,12 +191,32 @@ def check_launch(args: argparse.Namespace) -> None:
     if not args.lock_expiry > 0 or args.lock_expiry == float("inf"):
         raise ConfigError(f"--lock_expiry: must be a positive number of seconds, got "
                           f"{args.lock_expiry}")
+    cache = args.compilation_cache
+    if cache is not None and cache.lower() != "none" and (
+            not cache.strip() or (os.path.exists(cache) and not os.path.isdir(cache))):
+        raise ConfigError(f"--compilation_cache: {cache!r} is not a folder; name one, or none")
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise ConfigError(f"--cpu_devices: must be >= 1, got {args.cpu_devices}")
     try:
         sharding.launch(args.coordinator, args.num_processes, args.process_id)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def use_compilation_cache(args: argparse.Namespace) -> str | None:
+    """Turn on JAX's persistent compilation cache in --compilation_cache (default:
+    WORKDIR/compilation_cache) unless it is "none" or the user's environment already names one
+    (JAX_COMPILATION_CACHE_DIR). Programs that compile in under JAX's threshold (1 s) are not
+    stored. Returns the folder in use."""
+    import jax
+
+    path = args.compilation_cache or os.path.join(args.workdir, "compilation_cache")
+    if path.lower() == "none":
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+    return path
 
 
 def console() -> None:
@@ -212,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
+    use_compilation_cache(args)
     try:
         if args.dry_run:  # the same checks and errors as a run, then nothing written
             experiment.dry_run(cfg, workdir=args.workdir)

@@ -53,6 +53,9 @@ class Config:
     # Model
     model_depth: int = option(20, "ResNet depth 6n+2 (8, 14, 20, 32, 56)")
     model_width: int = option(16, "channels of the first stage (ResNet-20: 16)")
+    compute_dtype: str = option("float32", "dtype of the networks' arithmetic: float32, or "
+                                "bfloat16 (opt-in: weights, BN statistics, loss and everything "
+                                "stored stay float32; its measured effect is in the README)")
     # Recipe: every field of jaxlottery.train.Recipe, by the same name
     epochs: int = option(160, "length of the schedule; every network trains to its end")
     batch_size: int = option(128, "SGD batch size")
@@ -135,6 +138,13 @@ class Config:
                                         "dispatches every iteration, a number >= an epoch's "
                                         "iterations makes each epoch one program (none: per "
                                         "backend)", hashed=False)
+    xla_options: str | None = option(None, "a named set of per-program XLA compiler options "
+                                     "(siblings.XLA_OPTIONS: none, concurrent, ...; they apply "
+                                     "on the backend they are written for; none: per backend)",
+                                     hashed=False)
+    flat_update: bool | None = option(None, "compute each network's update on one flat vector "
+                                      "(fewer, larger kernels; the same arithmetic) (true/false; "
+                                      "none: per backend)", hashed=False)
     shard: bool = option(True, "split sibling stacks over all devices (and hosts) when there "
                          "are several", hashed=False)
     checkpoint_every: int = option(1, "epochs between checkpoints of a training stage (always "

@@ -37,8 +37,9 @@ def path(a: Any, b: Any, alphas: jax.Array) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _batch_stats_program(model: nn.Module, strategy: str, k: int, n: int, batches: int,
-                         batch_size: int, on_device: bool):
-    probe = model.clone(bn_momentum=0.0)  # running statistics := this batch's statistics
+                         batch_size: int, on_device: bool, xla_options: str):
+    # running statistics := this batch's statistics
+    probe = siblings.member_model(model.clone(bn_momentum=0.0), strategy)
 
     def one(variables, data, i):
         x = jax.lax.dynamic_slice_in_dim(data.x_train, jnp.minimum(i * batch_size, n - batch_size),
@@ -49,21 +50,22 @@ def _batch_stats_program(model: nn.Module, strategy: str, k: int, n: int, batche
 
     def zero(stack):
         return jax.tree.map(jnp.zeros_like, stack["batch_stats"])
-    return siblings.batched_sums(one, zero, strategy, k, batches, on_device)
+    return siblings.batched_sums(one, zero, strategy, k, batches, on_device, xla_options)
 
 
 def recompute_batch_stats(stack: dict, data: data_lib.DeviceData, model: nn.Module,
                           batches: int = 20, batch_size: int = 500, *,
-                          strategy: str | None = None, steps_per_call: int | None = None) -> dict:
+                          strategy: str | None = None, steps_per_call: int | None = None,
+                          xla_options: str | None = None) -> dict:
     """BatchNorm statistics of every network of a stack of variables, re-estimated on the first
     `batches` training batches (unaugmented): the mean over batches of each batch's mean and
     variance. All networks in one program (see `siblings.batched_sums`)."""
     n = data.x_train.shape[0]
     batch_size = min(batch_size, n)
     batches = min(batches, -(-n // batch_size))
-    strategy, per_call = siblings.resolve(strategy, steps_per_call)
-    fn = _batch_stats_program(model, strategy, stacks.size(stack), n, batches, batch_size,
-                              per_call > 1)
+    how = siblings.resolve(strategy, steps_per_call, xla_options)
+    fn = _batch_stats_program(model, how.strategy, stacks.size(stack), n, batches, batch_size,
+                              how.steps_per_call > 1, how.xla_options)
     return {"params": stack["params"],
             "batch_stats": jax.tree.map(lambda x: x / batches, fn(stack, data))}
 
@@ -71,7 +73,8 @@ def recompute_batch_stats(stack: dict, data: data_lib.DeviceData, model: nn.Modu
 def error_barrier(a: dict, b: dict, data: data_lib.DeviceData, model: nn.Module,
                   points: int = 31, bn: str = "interpolate", eval_batch: int = 1000,
                   on_point: Callable[[], Any] | None = None, *, chunk: int | None = None,
-                  strategy: str | None = None, steps_per_call: int | None = None) -> dict:
+                  strategy: str | None = None, steps_per_call: int | None = None,
+                  xla_options: str | None = None) -> dict:
     """Test error along the line from `a` to `b` (variables dicts) and its barrier height.
 
     The points are evaluated (and, with bn="recompute", their BN statistics re-estimated) as
@@ -85,7 +88,7 @@ def error_barrier(a: dict, b: dict, data: data_lib.DeviceData, model: nn.Module,
         raise ValueError(f"points must be at least 2, got {points}")
     alphas = np.linspace(0.0, 1.0, points)
     chunk = min(chunk or points, points)
-    how = dict(strategy=strategy, steps_per_call=steps_per_call)
+    how = dict(strategy=strategy, steps_per_call=steps_per_call, xla_options=xla_options)
     errors = []
     for c in range(0, points, chunk):
         part = alphas[np.minimum(np.arange(c, c + chunk), points - 1)]

@@ -27,7 +27,8 @@ def announce(ctx: Context) -> None:
             f"model ResNet-{cfg.model_depth} width {cfg.model_width}")
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
-    ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call))
+    ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call, cfg.xla_options,
+                                   cfg.flat_update))
     for line in science_notes(cfg, n):
         ctx.log(line)
     if all(os.path.exists(ctx.path(paths.final(paths.siblings(t)))) for t in ctx.spawn_points):
@@ -81,12 +82,13 @@ def measure_throughput(ctx: Context) -> float:
     init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
                        ctx.dataset.image_shape)
     n = ctx.dataset.x_train.shape[0]
-    strategy, per_call = siblings.resolve(cfg.strategy, cfg.steps_per_call)
-    iterations, count, tail = siblings.calls(0, ctx.spe, ctx.spe, n, cfg.batch_size, per_call)[0]
+    how = siblings.resolve(cfg.strategy, cfg.steps_per_call, cfg.xla_options, cfg.flat_update)
+    iterations, count, tail = siblings.calls(0, ctx.spe, ctx.spe, n, cfg.batch_size,
+                                             how.steps_per_call)[0]
     if iterations > 20:
         iterations, count, tail = 3, 3, False
-    fn = siblings.program(strategy, cfg.k, ctx.model,
-                          ctx.recipe, n, count, tail)
+    fn = siblings.program(how.strategy, cfg.k, ctx.model, ctx.recipe, n, count, tail,
+                          xla_options=how.xla_options, flat=how.flat_update)
     states = siblings.spawn(init, cfg.k, ctx.recipe)
     keys = jnp.stack([ctx.key(SIBLING_DATA, 0, i) for i in range(cfg.k)])
     perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), n)

@@ -71,7 +71,8 @@ def _context(config: Config, rundir: str, dataset: data_lib.Dataset, progress: b
     main = sharding.is_main()
     n = len(stages.STAGES)
     return Context(config, rundir, dataset, data_lib.to_device(dataset),
-                   models.resnet(config.model_depth, config.model_width, dataset.num_classes),
+                   models.resnet(config.model_depth, config.model_width, dataset.num_classes,
+                                 config.compute_dtype),
                    train_lib.Recipe.from_config(config), jax.random.key(config.seed),
                    progress and main, log if main else (lambda _: None),
                    labels={s.name: f"[{i}/{n}]" for i, s in enumerate(stages.STAGES, 1)},

@@ -115,8 +115,10 @@ class Context:
 
     @property
     def how(self) -> dict:
-        """How stacks are compiled (strategy, iterations per call): for training and evaluation."""
-        return {"strategy": self.config.strategy, "steps_per_call": self.config.steps_per_call}
+        """How stacks are compiled (strategy, iterations per call, XLA options): for training and
+        evaluation. (`flat_update`, a training-only choice, goes to `siblings.train` itself.)"""
+        return {"strategy": self.config.strategy, "steps_per_call": self.config.steps_per_call,
+                "xla_options": self.config.xla_options}
 
     def key(self, *names: int) -> jax.Array:
         k = self.root
@@ -184,7 +186,7 @@ def train_stage(ctx: Context, folder: str, states: train_lib.TrainState, keys: j
                                    ms=ms, evaluate=evaluate, eval_batch=ctx.config.eval_batch,
                                    progress=bar, on_epoch=save,
                                    mesh=ctx.mesh if stacks.size(states) > 1 else None,
-                                   **ctx.how)
+                                   flat_update=ctx.config.flat_update, **ctx.how)
     except FloatingPointError as e:
         failed = ctx.path(paths.FAILED)
         failure = {"stage": folder, "error": str(e), "last_good_checkpoint": ckpts.latest_step(),

@@ -40,7 +40,8 @@ class Run:
     @property
     def model(self):
         """The Flax module the run trained (ResNet of its depth, width and classes)."""
-        return models.resnet(self.config.model_depth, self.config.model_width, self._classes())
+        return models.resnet(self.config.model_depth, self.config.model_width, self._classes(),
+                             self.config.compute_dtype)
 
     def spawn(self, t: int | str, init: int = 0) -> dict:
         """W_t: the shared network's variables at spawn point t (an epoch of the spawn epochs,

@@ -4,9 +4,13 @@ A stack is any pytree whose leaves carry a leading axis k: `TrainState`s, masks,
 metrics. `train` runs a stack through the recipe. Two choices say how it is compiled:
 
 - `strategy`, how the k members share a program:
-  `vmap` (one batched step; convolutions become grouped convolutions), `loop` (k copies of the
-  single-network step in one program), `map` (`lax.map`: one copy, run k times in sequence
-  inside the program), or `separate` (one single-network program, dispatched k times).
+  `vmap` (one batched step; convolutions become grouped convolutions), `hybrid` (the batched
+  step, but each convolution stays k single-network convolutions: `jaxlottery.member_conv`),
+  `loop` (k copies of the single-network step in one program), `map` (`lax.map`: one copy, run
+  k times in sequence inside the program), `streams` (the members in `STREAM_GROUPS` groups,
+  each group a `map` on a GPU stream of its own, so that the groups' small kernels may overlap;
+  elsewhere the stream annotation is ignored), or `separate` (one single-network program,
+  dispatched k times).
 - `steps_per_call`, how many iterations one compiled call runs: 1 is the per-step path (the
   host dispatches every iteration); N > 1 runs N iterations in a `lax.fori_loop` inside one
   program, with metric sums carried on the device; N >= iterations per epoch makes every
@@ -33,14 +37,27 @@ from jaxlottery import masks as masks_lib
 from jaxlottery import sharding, stacks
 from jaxlottery import train as train_lib
 from jaxlottery.train import Recipe, TrainState
+from jaxlottery.validation import STRATEGIES  # noqa: F401 - the strategies, described above
 
-STRATEGIES = ("vmap", "loop", "map", "separate")
 
 
 class Defaults(NamedTuple):
     strategy: str
     steps_per_call: int
     why: str
+    xla_options: str = "none"
+    flat_update: bool = False
+
+
+class Execution(NamedTuple):
+    """How a stack is compiled, every choice resolved: the strategy (module docstring), the
+    iterations per call, the named set of per-program XLA options (`XLA_OPTIONS`) and whether
+    the update runs on one flat vector per network (`train.flat_update`)."""
+
+    strategy: str
+    steps_per_call: int
+    xla_options: str = "none"
+    flat_update: bool = False
 
 
 # What runs when the caller does not choose. CPU: measured (BUILD_NOTES.md, "Strategies
@@ -48,7 +65,9 @@ class Defaults(NamedTuple):
 # convolutions inside a compiled loop are both much slower than a loop of per-step calls.
 # GPU: measured on an H100 (BUILD_NOTES.md, "Measured on an H100"): programs of 50 iterations
 # with lax.map over members beat per-step vmap (cuDNN's grouped convolutions) and come close
-# to a per-step loop of k steps, which compiles several times longer. TPU: not measured yet.
+# to a per-step loop of k steps, which compiles several times longer. The GPU candidates of
+# issue 24 (hybrid, XLA_OPTIONS, flat updates, bfloat16) are unmeasured: none is a default
+# until `bash benchmarks/gpu_calls.sh rank` measures it faster. TPU: not measured yet.
 BACKEND_DEFAULTS = {
     "cpu": Defaults("loop", 1, "measured on XLA:CPU: grouped convolutions (vmap) and "
                     "convolutions inside compiled loops are slower there; see BUILD_NOTES.md"),
@@ -56,6 +75,26 @@ BACKEND_DEFAULTS = {
                     "several times faster than a loop of k steps; see BUILD_NOTES.md"),
     "tpu": Defaults("vmap", 1, "not measured on a TPU yet; run benchmarks/accelerator.py"),
 }
+
+# Named sets of XLA compiler options, passed per program (`jax.jit(compiler_options=...)`) on
+# the backend they are written for and nowhere else (on other backends every set is empty).
+# "graphs": the step captured as CUDA graphs (command buffers), convolutions and loops included
+# (XLA's default leaves both out); "concurrent": the same, scheduled so that independent
+# branches (the members of a `loop`, `hybrid` or `streams` program) may run side by side;
+# "concurrent_unrolled": also unrolls loops of known trip count into the graph. The names are
+# XLA's debug options (read from jaxlib 0.10.2's descriptor, BUILD_NOTES.md "Filling the GPU");
+# values are strings, ints or the strings "True"/"False" as XLA parses them. The benchmark
+# records them per row, and a jaxlib that does not know one fails that row, not the benchmark.
+_GRAPHS = {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CONVOLUTION,"
+           "CUSTOM_CALL,CONDITIONAL,WHILE,DYNAMIC_SLICE_FUSION", "xla_gpu_graph_min_graph_size": 1}
+XLA_OPTIONS: dict[str, dict[str, dict]] = {
+    "none": {},
+    "graphs": {"gpu": _GRAPHS},
+    "concurrent": {"gpu": {**_GRAPHS, "xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}},
+    "concurrent_unrolled": {"gpu": {**_GRAPHS, "xla_gpu_command_buffer_scheduling_mode":
+                                    "CONCURRENT", "xla_gpu_command_buffer_unroll_loops": "True"}},
+}
+
 
 def backend_defaults(backend: str | None = None) -> Defaults:
     backend = backend or jax.default_backend()
@@ -70,28 +109,44 @@ def default_steps_per_call(backend: str | None = None) -> int:
     return backend_defaults(backend).steps_per_call
 
 
-def resolve(strategy: str | None = None, steps_per_call: int | None = None) -> tuple[str, int]:
-    """(strategy, steps_per_call) with the backend's defaults where None; ValueError naming a
-    bad one."""
+def compiler_options(name: str, backend: str | None = None) -> dict:
+    """The XLA options of the named set for this backend (empty where the set has none)."""
+    if name not in XLA_OPTIONS:
+        raise ValueError(f"xla_options must be one of {sorted(XLA_OPTIONS)}, got {name!r}")
+    return dict(XLA_OPTIONS[name].get(backend or jax.default_backend(), {}))
+
+
+def resolve(strategy: str | None = None, steps_per_call: int | None = None,
+            xla_options: str | None = None, flat_update: bool | None = None) -> Execution:
+    """Every compilation choice, the backend's defaults where None; ValueError naming a bad one."""
     d = backend_defaults()
     strategy = d.strategy if strategy is None else strategy
     per_call = d.steps_per_call if steps_per_call is None else steps_per_call
+    options = d.xla_options if xla_options is None else xla_options
+    flat = d.flat_update if flat_update is None else flat_update
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not isinstance(per_call, int) or isinstance(per_call, bool) or per_call < 1:
         raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
-    return strategy, per_call
+    compiler_options(options)
+    if not isinstance(flat, bool):
+        raise ValueError(f"flat_update must be true or false, got {flat_update!r}")
+    return Execution(strategy, per_call, options, flat)
 
 
-def strategy_note(strategy: str | None = None, steps_per_call: int | None = None) -> str:
+def strategy_note(strategy: str | None = None, steps_per_call: int | None = None,
+                  xla_options: str | None = None, flat_update: bool | None = None) -> str:
     """One line saying how siblings are compiled and why, for logs and progress output."""
     backend = jax.default_backend()
     d = backend_defaults(backend)
-    s = strategy or d.strategy
-    n = steps_per_call or d.steps_per_call
-    calls = "one call per iteration" if n == 1 else f"up to {n} iterations per call"
-    why = "chosen by the caller" if strategy or steps_per_call else f"default: {d.why}"
-    return f"sibling strategy: {s}, {calls} (backend {backend}; {why})"
+    e = resolve(strategy, steps_per_call, xla_options, flat_update)
+    calls = ("one call per iteration" if e.steps_per_call == 1
+             else f"up to {e.steps_per_call} iterations per call")
+    extras = "".join([f", XLA options {e.xla_options}" if e.xla_options != "none" else "",
+                      ", flat updates" if e.flat_update else ""])
+    chosen = any(x is not None for x in (strategy, steps_per_call, xla_options, flat_update))
+    why = "chosen by the caller" if chosen else f"default: {d.why}"
+    return f"sibling strategy: {e.strategy}, {calls}{extras} (backend {backend}; {why})"
 
 
 def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
@@ -108,8 +163,9 @@ def spawn(variables: dict, k: int, recipe: Recipe, step: int = 0) -> TrainState:
 
 def over_members(fn: Callable, strategy: str, k: int, stacked: tuple[bool, ...]) -> Callable:
     """`fn` for one network, as a traceable function of a k-member stack. `stacked[j]` says
-    whether argument j carries the member axis (others, like the dataset, are shared)."""
-    if strategy == "vmap":
+    whether argument j carries the member axis (others, like the dataset, are shared). `hybrid`
+    is `vmap` here; its model computes convolutions per member (`member_model`)."""
+    if strategy in ("vmap", "hybrid"):
         return jax.vmap(fn, in_axes=tuple(0 if s else None for s in stacked))
 
     def call(member_args, args):
@@ -122,11 +178,45 @@ def over_members(fn: Callable, strategy: str, k: int, stacked: tuple[bool, ...])
                     for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
         return looped
-    if strategy == "map":
+    if strategy in ("map", "streams"):
         def mapped(*args):
             return jax.lax.map(lambda xs: call(xs, args), [a for a, s in zip(args, stacked) if s])
-        return mapped
-    raise ValueError(f"strategy must be one of {STRATEGIES[:3]} inside a program, got {strategy!r}")
+        if strategy == "map":
+            return mapped
+
+        def streamed(*args):
+            def group(a, lo, hi):
+                return jax.tree.map(lambda x: x[lo:hi], a)
+            outs = [on_stream(g + 1, mapped)(*(group(a, lo, hi) if s else a
+                                               for a, s in zip(args, stacked)))
+                    for g, (lo, hi) in enumerate(stream_groups(k))]
+            return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+        return streamed
+    raise ValueError(f"strategy must be one of {STRATEGIES[:5]} inside a program, got {strategy!r}")
+
+
+STREAM_GROUPS = 4  # GPU streams the `streams` strategy spreads the members over
+
+
+def stream_groups(k: int) -> list[tuple[int, int]]:
+    """The `streams` strategy's groups: min(k, STREAM_GROUPS) contiguous, balanced member ranges."""
+    g = min(k, STREAM_GROUPS)
+    bounds = [round(i * k / g) for i in range(g + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def on_stream(n: int, fn: Callable) -> Callable:
+    """`fn` as a call that XLA:GPU runs asynchronously on stream n (`compute_on`'s function form:
+    `compute_on2` up to jax 0.11.0, `compute_on` after); other backends ignore the annotation."""
+    from jax.experimental import compute_on as co
+
+    wrap = getattr(co, "compute_on2", None) or co.compute_on
+    return wrap(fn, compute_type=f"gpu_stream:{n}", out_memory_spaces=jax.memory.Space.Device)
+
+
+def member_model(model: nn.Module, strategy: str) -> nn.Module:
+    """The module a strategy computes with: `hybrid` swaps in the per-member convolution."""
+    return model.clone(conv="per_member") if strategy == "hybrid" else model
 
 
 # --- training programs -------------------------------------------------------------------------
@@ -142,21 +232,22 @@ def zero_sums(k: int) -> dict:
             "count": jnp.zeros((k,), jnp.int32)}
 
 
-def _single_step(model: nn.Module, recipe: Recipe, batch: int) -> Callable:
+def _single_step(model: nn.Module, recipe: Recipe, batch: int, flat: bool) -> Callable:
     def step(state, sums, mask, key, perm, data):
         state, metrics = train_lib.train_step(state, mask, key, perm, data, model=model,
-                                              recipe=recipe, batch=batch)
+                                              recipe=recipe, batch=batch, flat=flat)
         return state, jax.tree.map(jnp.add, sums, metrics)
     return step
 
 
 def _local_program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: int,
-                   count: int, tail: bool) -> Callable:
+                   count: int, tail: bool, flat: bool = False) -> Callable:
     """The traceable k-member program: `count` full-batch iterations (a fori_loop when more
     than one), then the epoch's partial last batch if `tail`."""
-    full = over_members(_single_step(model, recipe, recipe.batch_size), strategy, k, _STACKED)
+    full = over_members(_single_step(model, recipe, recipe.batch_size, flat), strategy, k,
+                        _STACKED)
     last = n - (recipe.steps_per_epoch(n) - 1) * recipe.batch_size
-    partial = over_members(_single_step(model, recipe, last), strategy, k, _STACKED)
+    partial = over_members(_single_step(model, recipe, last, flat), strategy, k, _STACKED)
 
     def program(states, sums, ms, keys, perms, data):
         carry = (states, sums)
@@ -172,26 +263,30 @@ def _local_program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: i
 
 @functools.lru_cache(maxsize=None)
 def program(strategy: str, k: int, model: nn.Module, recipe: Recipe, n: int, count: int,
-            tail: bool, mesh: Any = None) -> Callable:
+            tail: bool, mesh: Any = None, xla_options: str = "none",
+            flat: bool = False) -> Callable:
     """(states, sums, masks, keys, perms, data) -> (states, sums): `count` full-batch
     iterations of a k-member stack, then the partial last batch of the epoch if `tail`.
     `n` is the training set size; masks may be None (dense). States and sums are donated.
+    `xla_options` names a set of `XLA_OPTIONS`; `flat` runs the update on flat vectors.
 
     With a mesh, k (a multiple of its device count) is split over the devices and each runs
     `strategy` on its k / n members (`separate` becomes the backend's default there)."""
     if mesh is not None:
         local = strategy if strategy != "separate" else default_strategy()
-        fn = _local_program(local, k // mesh.devices.size, model, recipe, n, count, tail)
+        fn = _local_program(local, k // mesh.devices.size, model, recipe, n, count, tail, flat)
         return sharding.sharded(fn, mesh, _STACKED, outputs=2, donate=(0, 1))
+    jit = functools.partial(jax.jit, donate_argnums=(0, 1),
+                            compiler_options=compiler_options(xla_options) or None)
     if strategy == "separate":
-        one = jax.jit(_local_program("loop", 1, model, recipe, n, count, tail), donate_argnums=(0, 1))
+        one = jit(_local_program("loop", 1, model, recipe, n, count, tail, flat))
 
         def separate(states, sums, ms, keys, perms, data):
             outs = [one(*(stacks.take(x, [i]) for x in (states, sums, ms, keys, perms)), data)
                     for i in range(k)]
             return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
         return separate
-    return jax.jit(_local_program(strategy, k, model, recipe, n, count, tail), donate_argnums=(0, 1))
+    return jit(_local_program(strategy, k, model, recipe, n, count, tail, flat))
 
 
 def calls(step: int, end: int, spe: int, n: int, batch: int, per_call: int
@@ -233,12 +328,13 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
           recipe: Recipe, *, until: int, ms: Any = None, strategy: str | None = None,
           steps_per_call: int | None = None, evaluate: bool = True, eval_batch: int = 1000,
           progress: Any = False, on_epoch: Callable[[int, TrainState, dict], None] | None = None,
-          mesh: Any = None) -> tuple[TrainState, list[dict]]:
+          mesh: Any = None, xla_options: str | None = None,
+          flat_update: bool | None = None) -> tuple[TrainState, list[dict]]:
     """Train a stack from its current iteration to iteration `until`.
 
     `keys` holds one data key per member; `ms` is a stack of masks (or None: dense), applied
-    to the starting weights too. `strategy` and `steps_per_call` (module docstring) default
-    per backend. `progress`: False, True, a description, or a tqdm bar to advance (a stage's
+    to the starting weights too. `strategy`, `steps_per_call` (module docstring), `xla_options`
+    and `flat_update` (`Execution`) default per backend. `progress`: False, True, a description, or a tqdm bar to advance (a stage's
     single bar across several calls). Metrics stay on the device during an epoch and are read
     once at its end, when the history gets a record (per-member train loss/accuracy, test
     accuracy if `evaluate`) and `on_epoch(epoch, states, record)` runs (checkpointing hooks in
@@ -248,8 +344,9 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
     count and split over the devices; padding members are dropped from everything returned.
     """
     if progress is True or isinstance(progress, str):
-        print(strategy_note(strategy, steps_per_call), flush=True)
-    strategy, per_call = resolve(strategy, steps_per_call)
+        print(strategy_note(strategy, steps_per_call, xla_options, flat_update), flush=True)
+    how = resolve(strategy, steps_per_call, xla_options, flat_update)
+    strategy, per_call = how.strategy, how.steps_per_call
     k = stacks.size(states)
     if keys.shape[:1] != (k,):
         raise ValueError(f"need one data key per member: {k} members, keys of shape {keys.shape}")
@@ -277,7 +374,8 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
         t0 = time.perf_counter()
         end = min(until, (epoch + 1) * spe)
         for iterations, count, tail in calls(step, end, spe, n, recipe.batch_size, per_call):
-            fn = program(strategy, run_k, model, recipe, n, count, tail, mesh)
+            fn = program(strategy, run_k, model, recipe, n, count, tail, mesh, how.xla_options,
+                         how.flat_update)
             states, sums = fn(states, sums, ms, keys, perms, data)
             if bar is not None:
                 bar.update(iterations)
@@ -290,7 +388,7 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
         if evaluate:
             record["test_accuracy"] = [e["accuracy"] for e in evaluate_stack(
                 stacks.unpad(states, k), eval_data, model, eval_batch, strategy=strategy,
-                steps_per_call=per_call)]
+                steps_per_call=per_call, xla_options=how.xla_options)]
         history.append(record)
         if bar is not None:
             postfix = {"epoch": epoch + 1, "loss": f"{np.mean(record['train_loss']):.3f}"}
@@ -309,13 +407,14 @@ def train(states: TrainState, keys: jax.Array, data: data_lib.DeviceData, model:
 
 
 def batched_sums(one: Callable, zero: Callable, strategy: str, k: int, batches: int,
-                 on_device: bool) -> Callable:
+                 on_device: bool, xla_options: str = "none") -> Callable:
     """(stack, data) -> the sum over batches i < `batches` of `one(member, data, i)`, for every
     member of a k-member stack: all members in one program, mapped by `strategy`.
 
     `on_device`: every batch in that program too (a fori_loop; one call); otherwise the host
     calls a one-batch program per batch, the sums staying on the device. `zero(stack)` gives
-    the sums' starting value."""
+    the sums' starting value; `xla_options` names the programs' `XLA_OPTIONS`."""
+    jit = functools.partial(jax.jit, compiler_options=compiler_options(xla_options) or None)
     if strategy == "separate":
         strategy = default_strategy() if k > 1 else "loop"
     per_batch = over_members(one, strategy, k, (True, False, False))
@@ -324,9 +423,9 @@ def batched_sums(one: Callable, zero: Callable, strategy: str, k: int, batches: 
         return jax.tree.map(jnp.add, acc, per_batch(stack, data, i))
 
     if on_device:
-        return jax.jit(lambda stack, data: jax.lax.fori_loop(
+        return jit(lambda stack, data: jax.lax.fori_loop(
             0, batches, lambda i, acc: add(acc, stack, data, i), zero(stack)))
-    step = jax.jit(add, donate_argnums=0)
+    step = jit(add, donate_argnums=0)
 
     def host_loop(stack, data):
         acc = zero(stack)
@@ -338,19 +437,22 @@ def batched_sums(one: Callable, zero: Callable, strategy: str, k: int, batches: 
 
 @functools.lru_cache(maxsize=None)
 def eval_program(strategy: str, k: int, model: nn.Module, batch: int, n_test: int,
-                 on_device: bool) -> Callable:
+                 on_device: bool, xla_options: str = "none") -> Callable:
     """(variables stack, data) -> (summed test loss, correct predictions), per member."""
+    model = member_model(model, strategy)
+
     def one(variables, data, i):
         return train_lib.eval_sums(variables, data, i * batch, model=model, batch=batch)
 
     def zero(_):
         return jnp.zeros((k,), jnp.float32), jnp.zeros((k,), jnp.int32)
-    return batched_sums(one, zero, strategy, k, -(-n_test // batch), on_device)
+    return batched_sums(one, zero, strategy, k, -(-n_test // batch), on_device, xla_options)
 
 
 def evaluate_stack(stack: Any, data: data_lib.DeviceData, model: nn.Module, batch: int = 1000,
                    *, strategy: str | None = None, steps_per_call: int | None = None,
-                   chunk: int | None = None) -> list[dict[str, float]]:
+                   chunk: int | None = None,
+                   xla_options: str | None = None) -> list[dict[str, float]]:
     """Test loss and accuracy of every member of a stack (TrainStates or variables dicts).
 
     All members of a chunk (default: the whole stack) are evaluated by one program; with
@@ -363,8 +465,8 @@ def evaluate_stack(stack: Any, data: data_lib.DeviceData, model: nn.Module, batc
         variables = jax.device_put(sharding.gather(variables))
     k, n = stacks.size(variables), data.x_test.shape[0]
     batch, chunk = min(batch, n), min(chunk or k, k)
-    strategy, per_call = resolve(strategy, steps_per_call)
-    fn = eval_program(strategy, chunk, model, batch, n, per_call > 1)
+    how = resolve(strategy, steps_per_call, xla_options)
+    fn = eval_program(how.strategy, chunk, model, batch, n, how.steps_per_call > 1, how.xla_options)
     results = []
     for c in range(0, k, chunk):
         ids = np.minimum(np.arange(c, c + chunk), k - 1)
@@ -390,10 +492,11 @@ def stack_capacity(model: nn.Module, recipe: Recipe, n: int, image_shape: tuple[
                    strategy: str, fraction: float = 0.5) -> int | None:
     """How many networks one training program can hold on this device: `fraction` of its free
     memory over one network's footprint (the compiled single-network step's temporaries plus
-    its state, in and out). None on backends that report no memory (CPU), and for the `loop`
-    and `separate` strategies, whose program size (and compile time) grows with the stack."""
+    its state, in and out). None on backends that report no memory (CPU), and for the `loop`,
+    `hybrid` and `separate` strategies, whose program size (and compile time) grows with the
+    stack."""
     stats = jax.devices()[0].memory_stats() or {}
-    if strategy in ("loop", "separate") or "bytes_limit" not in stats:
+    if strategy in ("loop", "hybrid", "separate") or "bytes_limit" not in stats:
         return None
     free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
     per_member = member_bytes(model, recipe, n, image_shape)

@@ -11,6 +11,11 @@ from typing import Any
 from jaxlottery.masks import COMPOSITIONS
 
 
+STRATEGIES = ("vmap", "hybrid", "loop", "map", "streams", "separate")  # jaxlottery.siblings describes them
+COMPUTE_DTYPES = ("float32", "bfloat16")
+XLA_OPTION_SETS = ("none", "graphs", "concurrent", "concurrent_unrolled")  # siblings.XLA_OPTIONS
+
+
 class ConfigError(ValueError):
     """A setting that cannot run; the message names the flag."""
 
@@ -155,8 +160,14 @@ def check_config(c: Any) -> None:
     for flag in ("train_subset", "test_subset"):
         v = getattr(c, flag)
         need(v is None or (_is_int(v) and v >= 1), flag, f"must be a positive integer, got {v!r}")
-    need(c.strategy in (None, "vmap", "loop", "map", "separate"), "strategy",
-         f"must be vmap, loop, map or separate, got {c.strategy!r}")
+    need(c.strategy is None or c.strategy in STRATEGIES, "strategy",
+         f"must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
+    need(c.xla_options is None or c.xla_options in XLA_OPTION_SETS, "xla_options",
+         f"must be one of {', '.join(XLA_OPTION_SETS)}, got {c.xla_options!r}")
+    need(c.flat_update is None or isinstance(c.flat_update, bool), "flat_update",
+         f"must be true or false, got {c.flat_update!r}")
+    need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
+         f"must be one of {', '.join(COMPUTE_DTYPES)}, got {c.compute_dtype!r}")
     need(c.steps_per_call is None or (_is_int(c.steps_per_call) and c.steps_per_call >= 1),
          "steps_per_call", f"must be a positive integer (iterations per compiled call; a "
          f"number >= the iterations of an epoch makes each epoch one program), got "

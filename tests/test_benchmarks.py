@@ -19,7 +19,7 @@ def test_accelerator_benchmark_quick_mode(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "accelerator.json").read_text())
     assert res["environment"]["backend"] == "cpu" and res["environment"]["versions"]["jax"]
-    ways = {(r["mode"], r["strategy"], r["k"]) for r in res["training"]}
+    ways = {(r["mode"], r["strategy"], r["k"]) for r in res["training"] if "images_per_s" in r}
     # Every way of training the stack at the first stack size; later ones measured or listed.
     assert {("step", "vmap", 2), ("step", "loop", 2), ("step", "separate", 2),
             ("program", "vmap", 2), ("program", "loop", 2), ("program", "map", 2)} <= ways
@@ -90,7 +90,14 @@ def test_timed_study_fits_its_schedule_to_the_budget():
              "size": {"per_call": 50}}
     by_k, eval_rate, compile_s, how = timed.rates(bench, 1.0)
     # k = 2 is nearer 4 than 10 is; its fastest way is the per-step vmap.
-    assert how == {"strategy": "vmap", "steps_per_call": 1} and by_k == {10: 50_000.0, 2: 35_000.0}
+    assert how == {"strategy": "vmap", "steps_per_call": 1, "xla_options": "none",
+                   "flat_update": False, "compute_dtype": "float32"}
+    assert by_k == {10: 50_000.0, 2: 35_000.0}
+    # A faster bfloat16 way is not chosen unless asked for (it changes the arithmetic).
+    bf16 = dict(rows[3], way="step:vmap+bf16", dtype="bfloat16", images_per_s=90_000.0)
+    assert timed.rates(dict(bench, training=rows + [bf16]), 1.0)[3]["compute_dtype"] == "float32"
+    assert timed.rates(dict(bench, training=rows + [bf16]), 1.0,
+                       "step:vmap+bf16")[3]["compute_dtype"] == "bfloat16"
     assert eval_rate == 400_000.0 and compile_s == 9.0  # the median of that way's rows
     times = [timed.predict(timed.study("d", e, 1), 60_000, 10_000, by_k, 1.0, eval_rate, 60.0, 0.1)
              for e in timed.EPOCHS]

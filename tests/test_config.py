@@ -89,7 +89,11 @@ def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():
     # Explicitly passing a default, or changing where/how fast, keeps the id.
     assert Config(k=10, seed=0).run_id() == Config().run_id()
     assert Config(strategy="vmap", data_dir="/data", retrain_chunk=4).run_id() == Config().run_id()
+    assert Config(xla_options="concurrent", flat_update=True).run_id() == Config().run_id()
     assert Config(seed=1).run_id() != Config().run_id()
+    # bfloat16 arithmetic computes something else: a run of its own; float32 keeps old ids.
+    assert Config(compute_dtype="float32").run_id() == Config().run_id()
+    assert Config(compute_dtype="bfloat16").run_id() != Config().run_id()
 
 
 def test_adding_an_option_with_a_default_keeps_old_ids():
@@ -112,7 +116,9 @@ def test_presets_are_valid(name):
     (dict(retrain_spawn_epochs=(3,)), "--retrain_spawn_epochs"), (dict(compose=("xor",)), "--compose"),
     (dict(independent_inits=1), "--independent_inits"), (dict(strategy="pmap"), "--strategy"),
     (dict(lr_drop_epochs=(200,)), "--lr_drop_epochs"), (dict(train_subset=0), "--train_subset"),
-    (dict(checkpoint_every=0), "--checkpoint_every"),
+    (dict(checkpoint_every=0), "--checkpoint_every"), (dict(strategy="pjit"), "--strategy"),
+    (dict(compute_dtype="float16"), "--compute_dtype"), (dict(xla_options="fast"), "--xla_options"),
+    (dict(flat_update="yes"), "--flat_update"),
 ])
 def test_bad_settings_name_their_flag(change, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -155,7 +161,8 @@ def test_options_are_declared_once():
     for f in dataclasses.fields(Config):
         assert f.metadata["help"] and isinstance(f.metadata["hashed"], bool), f.name
     assert set(config.NOT_HASHED) == {"data_dir", "strategy", "steps_per_call", "shard",
-                                      "checkpoint_every", "retrain_chunk", "eval_batch"}
+                                      "checkpoint_every", "retrain_chunk", "eval_batch",
+                                      "xla_options", "flat_update"}
     text = cli.build_parser().format_help()
     assert all(f"--{f.name}" in text for f in dataclasses.fields(Config))
     c = Config(lr=0.05, nesterov=True, lr_drop_factor=0.5, epochs=20, lr_drop_epochs=(10,))

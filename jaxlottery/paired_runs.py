@@ -1,0 +1,219 @@
+"""Two runs of one design that differ only in how they compute (the compute dtype, a sibling
+strategy), compared statistic by statistic against the noise the reference run shows.
+
+A setting that is meant to change speed and not science (bfloat16 arithmetic, say) may change
+results by rounding; the question is whether it changes them by more than a rerun with other
+data orders would. Each reported statistic that averages sibling values (a cell's mean test
+accuracy over its k siblings; its mean kappa and IoU over sibling pairs, at the end and at
+every snapshot of training) has a rerun noise: the spread of the values it averages over the
+square root of their number, read off the reference run. The difference B - A of the same
+statistic (same seed: same initialization and data orders) is "inside the noise" when it is
+within two of those standard errors. Sibling pairs share members, so the pairs' standard error
+understates the noise of an overlap mean a little: the test errs towards calling a difference
+real. Statistics without a spread in the results (the independent-init control, IoU with the
+spawn mask) are listed with their differences and not judged.
+
+    python experiments/paired.py --preset=imprint --dataset=DIR --vary=compute_dtype=bfloat16
+
+runs the design as given (A) and with the one setting changed (B), both ordinary resumable
+study runs in `--workdir`, and writes `comparison.json` and `comparison.csv` into `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import typing
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxlottery import statistics
+from jaxlottery.config import Config, ConfigError
+
+INSIDE = 2.0  # standard errors of a rerun: the band a difference is judged inside of
+# Settings allowed to differ between the two runs (they change how, not what, is computed).
+COMPARABLE = ("compute_dtype", "strategy", "steps_per_call", "retrain_chunk", "eval_batch",
+              "checkpoint_every", "shard", "data_dir")
+COMPARISON, TABLE = "comparison.json", "comparison.csv"
+# (section, statistic, its spread, the count it averages, the cell's keys)
+JUDGED = (("dense", "mean", "std", "runs", ("init", "spawn_epoch", "control")),
+          ("consistency", "kappa_mean", "kappa_std", "pairs", ("init", "spawn_epoch", "density")),
+          ("consistency", "iou_mean", "iou_std", "pairs", ("init", "spawn_epoch", "density")),
+          ("trajectory", "kappa_mean", "kappa_std", "pairs",
+           ("init", "spawn_epoch", "density", "step", "control")))
+UNJUDGED = (("consistency", "kappa_independent_inits", ("init", "spawn_epoch", "density")),
+            ("consistency", "kappa_with_spawn_mask", ("init", "spawn_epoch", "density")),
+            ("consistency", "pruned_iou_mean", ("init", "spawn_epoch", "density")),
+            ("trajectory", "test_accuracy_mean",
+             ("init", "spawn_epoch", "density", "step", "control")))
+
+
+class IncomparableRuns(ValueError):
+    """The two runs differ in what they compute, not only in how."""
+
+
+def design_differences(a: dict, b: dict) -> dict[str, tuple[Any, Any]]:
+    """Config fields (other than the comparable execution settings) on which two results differ."""
+    ca, cb = a["config"], b["config"]
+    return {k: (ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb))
+            if k not in COMPARABLE and ca.get(k) != cb.get(k)}
+
+
+def _cells(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, dict]:
+    """Rows by cell; a key a row lacks reads None (the sibling rows of a section without
+    independent-init control rows)."""
+    return {tuple(round(r[k], 9) if isinstance(r.get(k), float) else r.get(k) for k in keys): r
+            for r in rows}
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Every statistic of `JUDGED` and `UNJUDGED` in both results (`results.json` of run A, the
+    reference, and run B), paired by cell. Returns {"setting": {field: (A, B)}, "judged": rows
+    with delta, noise (a rerun's standard error in A), z = delta / noise and `inside`,
+    "unjudged": rows with delta, "summary": per statistic the cells, how many inside, the
+    largest |z|, the mean delta with its t interval over cells}. Raises IncomparableRuns when
+    the designs differ."""
+    differ = design_differences(a, b)
+    if differ:
+        raise IncomparableRuns("the runs differ in what they compute, not only how: " + ", ".join(
+            f"{k} {va!r} vs {vb!r}" for k, (va, vb) in differ.items()))
+    setting = {k: (a["config"].get(k), b["config"].get(k)) for k in COMPARABLE
+               if a["config"].get(k) != b["config"].get(k)}
+    judged, unjudged = [], []
+    for section, stat, spread, count, keys in JUDGED:
+        ra, rb = _cells(a.get(section) or [], keys), _cells(b.get(section) or [], keys)
+        for cell in sorted(set(ra) & set(rb), key=str):
+            x, y = ra[cell], rb[cell]
+            if x.get(stat) is None or y.get(stat) is None:
+                continue
+            noise = x[spread] / math.sqrt(x[count]) if x.get(spread) and x.get(count) else None
+            delta = y[stat] - x[stat]
+            z = delta / noise if noise and noise > 0 else None
+            judged.append({"section": section, "statistic": stat,
+                           **dict(zip(keys, cell)), "a": x[stat], "b": y[stat], "delta": delta,
+                           "noise": noise, "z": z, "inside": None if z is None
+                           else bool(abs(z) <= INSIDE)})
+    for section, stat, keys in UNJUDGED:
+        ra, rb = _cells(a.get(section) or [], keys), _cells(b.get(section) or [], keys)
+        for cell in sorted(set(ra) & set(rb), key=str):
+            if ra[cell].get(stat) is not None and rb[cell].get(stat) is not None:
+                unjudged.append({"section": section, "statistic": stat, **dict(zip(keys, cell)),
+                                 "a": ra[cell][stat], "b": rb[cell][stat],
+                                 "delta": rb[cell][stat] - ra[cell][stat]})
+    return {"setting": setting, "judged": judged, "unjudged": unjudged,
+            "summary": summary(judged) + summary(unjudged), "inside": INSIDE}
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (section, statistic): cells, how many were judged inside the noise, the largest |z|,
+    and the mean difference over cells with a 95% t interval (a shift common to all cells)."""
+    out = []
+    for key in dict.fromkeys((r["section"], r["statistic"]) for r in rows):
+        group = [r for r in rows if (r["section"], r["statistic"]) == key]
+        deltas = np.array([r["delta"] for r in group], float)
+        zs = [abs(r["z"]) for r in group if r.get("z") is not None]
+        mean = float(deltas.mean())
+        half = (statistics.t975(len(deltas) - 1) * deltas.std(ddof=1)
+                / math.sqrt(len(deltas)) if len(deltas) > 1 else None)
+        out.append({"section": key[0], "statistic": key[1], "cells": len(group),
+                    "judged": len(zs),
+                    "inside": sum(1 for r in group if r.get("inside")),
+                    "max_abs_z": max(zs) if zs else None,
+                    "mean_delta": mean, "ci_low": None if half is None else mean - half,
+                    "ci_high": None if half is None else mean + half,
+                    "max_abs_delta": float(np.max(np.abs(deltas)))})
+    return out
+
+
+def verdict(comparison: dict) -> str:
+    """One sentence: is every judged statistic inside the noise?"""
+    judged = [s for s in comparison["summary"] if s["judged"]]
+    total = sum(s["judged"] for s in judged)
+    inside = sum(s["inside"] for s in judged)
+    if not total:
+        return "nothing could be judged: no statistic with a spread is in both runs"
+    if inside == total:
+        return (f"every judged statistic ({total} cells) is inside the noise: within "
+                f"{INSIDE:g} rerun standard errors of the reference")
+    worst = max(judged, key=lambda s: s["max_abs_z"] or 0)
+    return (f"{total - inside} of {total} judged cells lie outside the noise (more than "
+            f"{INSIDE:g} rerun standard errors; largest: {worst['section']} "
+            f"{worst['statistic']}, |z| = {worst['max_abs_z']:.1f})")
+
+
+def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | None = None,
+        progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Run A (`base`) and B (`base` with `field` set to `value`), then compare them; with `out`,
+    write the comparison there. Returns the comparison, with both run ids."""
+    from jaxlottery import experiment
+
+    if field not in COMPARABLE:
+        raise ConfigError(f"--vary: {field!r} changes what a run computes; vary one of "
+                          f"{', '.join(COMPARABLE)}")
+    a = base.validate()
+    b = dataclasses.replace(base, **{field: value}).validate()
+    if getattr(a, field) == getattr(b, field):
+        raise ConfigError(f"--vary: {field} is already {value!r}; give the other value")
+    results = []
+    for name, cfg in (("A", a), ("B", b)):
+        log(f"paired runs: {name}, {field} = {getattr(cfg, field)!r}")
+        results.append(experiment.run(cfg, workdir=workdir, progress=progress, log=log))
+    comparison = dict(compare(*results), runs={
+        "A": {"run_id": results[0]["run_id"], "timing": results[0]["timing"]},
+        "B": {"run_id": results[1]["run_id"], "timing": results[1]["timing"]}},
+        config=results[0]["config"], dataset=results[0]["dataset"],
+        environment=results[0]["environment"], imprint=results[0]["imprint"])
+    comparison["verdict"] = verdict(comparison)
+    if out is not None:
+        write(out, comparison)
+    return comparison
+
+
+def write(out: str, comparison: dict) -> None:
+    """comparison.json and comparison.csv (every judged and unjudged cell) into `out`."""
+    from jaxlottery import checkpoint, report
+
+    os.makedirs(out, exist_ok=True)
+    checkpoint.write_json(os.path.join(out, COMPARISON), comparison)
+    report._write_csv(os.path.join(out, TABLE), comparison["judged"] + comparison["unjudged"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`experiments/paired.py`: the study's flags, plus --vary=FIELD=VALUE and --out."""
+    from jaxlottery import cli, data, experiment, files
+
+    parser = cli.build_parser()
+    parser.prog = "experiments/paired.py"
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--vary", default="compute_dtype=bfloat16", help="the one setting run "
+                        "B changes, FIELD=VALUE, FIELD one of " + ", ".join(COMPARABLE)
+                        + " (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="folder for comparison.json and "
+                        "comparison.csv (default: WORKDIR/paired)")
+    args = parser.parse_args(argv)
+    try:
+        field, sep, text = args.vary.partition("=")
+        if not sep or field not in COMPARABLE:
+            raise ConfigError(f"--vary: expected FIELD=VALUE with FIELD one of "
+                              f"{', '.join(COMPARABLE)}, got {args.vary!r}")
+        try:
+            value = cli._parse(typing.get_type_hints(Config)[field], field)(text)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"--vary: {field}: {e}") from None
+        base = cli.config_from_args(args).validate()
+        cli.check_launch(args)
+        cli.use_compilation_cache(args)
+        out = args.out or os.path.join(args.workdir, "paired")
+        comparison = run(base, field, value, workdir=args.workdir, out=out,
+                         progress=not args.no_progress)
+    except (ConfigError, data.DatasetUnavailableError, data.DataFormatError, files.RunLocked,
+            experiment.ConfigMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(comparison["verdict"])
+    print(os.path.join(out, COMPARISON))
+    return 0

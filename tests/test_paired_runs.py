@@ -1,0 +1,108 @@
+"""Paired runs: two results of one design compared cell by cell against the reference's noise."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ENV, REPO
+from jaxlottery import paired_runs
+
+
+def _results(**config):
+    """A hand-built results.json: two spawn points, one density, the trajectory at two steps."""
+    dense = [{"init": 0, "spawn_epoch": t, "mean": 0.8 + 0.01 * t, "std": 0.004, "runs": 4}
+             for t in (0, 1)]
+    consistency = [{"init": 0, "spawn_epoch": t, "density": 0.2, "kappa_mean": 0.6 + 0.1 * t,
+                    "kappa_std": 0.03, "iou_mean": 0.7, "iou_std": 0.02, "pairs": 6,
+                    "kappa_independent_inits": 0.01, "kappa_with_spawn_mask": 0.5,
+                    "pruned_iou_mean": 0.9} for t in (0, 1)]
+    trajectory = [{"init": 0, "spawn_epoch": 0, "density": 0.2, "step": s, "kappa_mean": 0.9,
+                   "kappa_std": None if s == 10 else 0.01, "pairs": 6,
+                   "test_accuracy_mean": 0.5, "control": None} for s in (10, 20)]
+    trajectory.append(dict(trajectory[-1], control="independent_inits", kappa_mean=0.0))
+    return {"config": {"seed": 0, "k": 4, "compute_dtype": "float32", **config}, "dense": dense,
+            "consistency": consistency, "trajectory": trajectory}
+
+
+def test_identical_runs_are_inside_the_noise_everywhere():
+    a = _results()
+    b = _results(compute_dtype="bfloat16")
+    c = paired_runs.compare(a, b)
+    assert c["setting"] == {"compute_dtype": ("float32", "bfloat16")}
+    assert all(r["delta"] == 0 for r in c["judged"] + c["unjudged"])
+    # 2 accuracy cells, 2 x 2 overlap cells, 3 trajectory cells (siblings at two steps, one
+    # without a spread, and the control: a cell of its own)
+    assert len(c["judged"]) == 9 and sum(r["inside"] is True for r in c["judged"]) == 8
+    assert [r for r in c["judged"] if r["inside"] is None][0]["step"] == 10
+    assert {(s["section"], s["statistic"]) for s in c["summary"]} >= {
+        ("dense", "mean"), ("consistency", "kappa_mean"), ("trajectory", "test_accuracy_mean")}
+    assert paired_runs.verdict(c).startswith("every judged statistic (8 cells) is inside")
+
+
+def test_a_shift_beyond_two_standard_errors_is_outside_and_named():
+    a, b = _results(), _results()
+    noise = 0.03 / math.sqrt(6)
+    b["consistency"][1]["kappa_mean"] += 2.5 * noise  # outside
+    b["consistency"][0]["kappa_mean"] -= 1.5 * noise  # inside
+    b["dense"][0]["mean"] += 0.001  # 0.5 standard errors of 0.004 / 2
+    c = paired_runs.compare(a, b)
+    kappa = {r["spawn_epoch"]: r for r in c["judged"]
+             if r["section"] == "consistency" and r["statistic"] == "kappa_mean"}
+    assert kappa[1]["z"] == pytest.approx(2.5) and kappa[1]["inside"] is False
+    assert kappa[0]["z"] == pytest.approx(-1.5) and kappa[0]["inside"] is True
+    acc = [r for r in c["judged"] if r["section"] == "dense" and r["spawn_epoch"] == 0][0]
+    assert acc["noise"] == pytest.approx(0.002) and acc["z"] == pytest.approx(0.5)
+    s = [s for s in c["summary"] if s["statistic"] == "kappa_mean"
+         and s["section"] == "consistency"][0]
+    assert s["inside"] == 1 and s["max_abs_z"] == pytest.approx(2.5)
+    assert s["mean_delta"] == pytest.approx(0.5 * noise)
+    assert s["ci_low"] < s["mean_delta"] < s["ci_high"]
+    assert "1 of 8 judged cells lie outside" in paired_runs.verdict(c)
+    assert "consistency kappa_mean, |z| = 2.5" in paired_runs.verdict(c)
+
+
+def test_cells_in_one_run_only_are_left_out():
+    a, b = _results(), _results()
+    b["consistency"] = b["consistency"][:1]
+    c = paired_runs.compare(a, b)
+    assert {r["spawn_epoch"] for r in c["judged"] if r["section"] == "consistency"} == {0}
+
+
+@pytest.mark.parametrize("field,value", [("seed", 1), ("k", 3), ("epochs", 5)])
+def test_runs_of_different_designs_are_refused(field, value):
+    a, b = _results(), copy.deepcopy(_results())
+    b["config"][field] = value
+    with pytest.raises(paired_runs.IncomparableRuns, match=field):
+        paired_runs.compare(a, b)
+
+
+@pytest.mark.parametrize("vary", ["seed=3", "compute_dtype", "compute_dtype=float16",
+                                  "compute_dtype=float32", "strategy=bogus"])
+def test_bad_vary_fails_with_one_line(tmp_path, vary):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "paired.py"),
+                           "--preset=smoke", f"--vary={vary}", f"--workdir={tmp_path}"],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--" in proc.stderr
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_paired_smoke_runs_write_their_comparison(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "paired.py"),
+                           "--preset=smoke", "--no_progress", f"--workdir={tmp_path}",
+                           f"--out={out}"], env=ENV, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = json.loads((out / "comparison.json").read_text())
+    assert c["setting"] == {"compute_dtype": ["float32", "bfloat16"]}
+    assert c["runs"]["A"]["run_id"] != c["runs"]["B"]["run_id"]
+    assert c["judged"] and all(r["noise"] is None or r["noise"] > 0 for r in c["judged"])
+    assert c["verdict"] in proc.stdout
+    assert (out / "comparison.csv").read_text().startswith("section,statistic")
