@@ -7,6 +7,7 @@ in one line before any work; 1 a failure during the run (traceback with --debug)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -203,20 +204,27 @@ def check_launch(args: argparse.Namespace) -> None:
         raise ConfigError(str(e)) from None
 
 
-def use_compilation_cache(args: argparse.Namespace) -> str | None:
-    """Turn on JAX's persistent compilation cache in --compilation_cache (default:
-    WORKDIR/compilation_cache) unless it is "none" or the user's environment already names one
-    (JAX_COMPILATION_CACHE_DIR). Programs that compile in under JAX's threshold (1 s) are not
-    stored. Returns the folder in use."""
+@contextlib.contextmanager
+def compilation_cache(args: argparse.Namespace):
+    """JAX's persistent compilation cache in --compilation_cache (default:
+    WORKDIR/compilation_cache) while the block runs, unless it is "none" or the caller already
+    set one (JAX_COMPILATION_CACHE_DIR, jax.config): a resumed or repeated run loads what it
+    compiled before. Programs compiled in under JAX's threshold (1 s) are not stored. The
+    process is left as it was found (a notebook calling `main` keeps its own settings)."""
     import jax
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     path = args.compilation_cache or os.path.join(args.workdir, "compilation_cache")
-    if path.lower() == "none":
-        return None
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
+    if path.lower() == "none" or jax.config.jax_compilation_cache_dir:
+        yield jax.config.jax_compilation_cache_dir
+        return
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
-    return path
+    jax_cache.reset_cache()  # JAX decides once per process whether a cache is used
+    try:
+        yield path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax_cache.reset_cache()
 
 
 def console() -> None:
@@ -237,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
-    use_compilation_cache(args)
     try:
         if args.dry_run:  # the same checks and errors as a run, then nothing written
             experiment.dry_run(cfg, workdir=args.workdir)
             return 0
-        results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress,
-                                 lock_expiry=args.lock_expiry, break_lock=args.break_lock)
+        with compilation_cache(args):
+            results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress,
+                                     lock_expiry=args.lock_expiry, break_lock=args.break_lock)
         if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
             print()
             print(report.summary(results))

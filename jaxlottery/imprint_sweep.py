@@ -218,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                               f"{args.weight_decays!r}") from None
         base = cli.config_from_args(args).validate()
         cli.check_launch(args)
-        cli.use_compilation_cache(args)
         out = args.out or os.path.join(args.workdir, "imprint_sweep")
-        run(base, decays, workdir=args.workdir, out=out, progress=not args.no_progress)
+        with cli.compilation_cache(args):
+            run(base, decays, workdir=args.workdir, out=out, progress=not args.no_progress)
     except (ConfigError, data.DatasetUnavailableError, data.DataFormatError, files.RunLocked,
             experiment.ConfigMismatch) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--vary: {field}: {e}") from None
         base = cli.config_from_args(args).validate()
         cli.check_launch(args)
-        cli.use_compilation_cache(args)
         out = args.out or os.path.join(args.workdir, "paired")
-        comparison = run(base, field, value, workdir=args.workdir, out=out,
-                         progress=not args.no_progress)
+        with cli.compilation_cache(args):
+            comparison = run(base, field, value, workdir=args.workdir, out=out,
+                             progress=not args.no_progress)
     except (ConfigError, data.DatasetUnavailableError, data.DataFormatError, files.RunLocked,
             experiment.ConfigMismatch) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -39,8 +39,48 @@ def test_accelerator_benchmark_quick_mode(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_prepared_ranking_call_runs_on_the_cpu(tmp_path):
+    """`gpu_calls.sh rank --quick`: the device call's ranking at toy size. Every candidate way is
+    measured (or recorded as failed, with XLA's message) against the default, with the compiler
+    options its programs were given; the profiles are attempted (a CPU trace has no kernels)."""
+    proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "gpu_calls.sh"), "rank",
+                           "--quick"], env=dict(ENV, OUT=str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "accelerator.json").read_text())
+    bench = _module("benchmarks/accelerator.py", "accelerator")
+    assert res["size"]["modes"] == list(bench.CANDIDATES)
+    rows = {r["way"]: r for r in res["training"]}
+    assert set(rows) == set(bench.CANDIDATES), res["skipped"]
+    for way, r in rows.items():
+        assert r["images_per_s"] > 0, r.get("failed")
+        assert r["compiler_options"] == {}  # GPU sets apply on the GPU only
+        assert r["dtype"] == ("bfloat16" if "bf16" in way else "float32")
+    assert rows["program:map+concurrent_unrolled"]["xla_options"] == "concurrent_unrolled"
+    assert rows["program:map+flat"]["flat_update"] is True
+    assert [p["way"] for p in res["profiles"]][:1] and all("note" in p for p in res["profiles"])
+    assert "| program:hybrid | float32 | 2 |" in (tmp_path / "accelerator.md").read_text()
+
+
+def test_ways_are_parsed_and_bad_ones_named():
+    bench = _module("benchmarks/accelerator.py", "accelerator")
+    assert bench.parse_way("program:map+concurrent+bf16") == {
+        "way": "program:map+concurrent+bf16", "mode": "program", "strategy": "map",
+        "xla_options": "concurrent", "dtype": "bfloat16", "flat": False}
+    assert bench.parse_way("step:loop")["xla_options"] == "none"
+    for bad in ("map", "program:pmap", "loop:map", "program:map+graphs+concurrent",
+                "program:map+flat+flat", "program:map+fast"):
+        with pytest.raises(ValueError, match="program|variants"):
+            bench.parse_way(bad)
+    for way in bench.CANDIDATES + bench.MODES:
+        bench.parse_way(way)
+    assert bench.CANDIDATES[0] == "program:map"  # today's GPU default leads the ranking
+
+
+@pytest.mark.slow
 def test_accelerator_benchmark_refuses_bad_flags(tmp_path):
-    for flag in ("--budget=0", "--ks=0,2", "--steps=1000", "--ks=a"):
+    for flag in ("--budget=0", "--ks=0,2", "--steps=1000", "--ks=a", "--modes=program:pmap",
+                 "--modes=,", "--dtype=float16", "--profile_steps=0"):
         proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "accelerator.py"),
                                "--quick", f"--out={tmp_path}", flag], env=ENV,
                               capture_output=True, text=True, timeout=120)

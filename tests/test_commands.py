@@ -75,3 +75,35 @@ def test_the_imprint_sweep_refuses_bad_input_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_compilation_cache_is_on_during_a_run_and_left_as_found(tmp_path):
+    """A run stores its programs in WORKDIR/compilation_cache (or --compilation_cache), keeps a
+    cache the caller set (the test suite's own), is off with "none", and afterwards the process
+    is as it was."""
+    import jax
+
+    from jaxlottery import cli
+
+    def args(*extra):
+        return cli.build_parser().parse_args([f"--workdir={tmp_path}", *extra])
+
+    suite = jax.config.jax_compilation_cache_dir
+    with cli.compilation_cache(args()) as path:  # the caller's (conftest's) cache wins
+        assert path == suite == jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        with cli.compilation_cache(args()):
+            assert jax.config.jax_compilation_cache_dir == os.path.abspath(tmp_path / "compilation_cache")
+            jax.jit(lambda x: x + 1.25)(1.0).block_until_ready()
+        assert jax.config.jax_compilation_cache_dir is None
+        assert os.listdir(tmp_path / "compilation_cache")  # the program was stored
+        with cli.compilation_cache(args(f"--compilation_cache={tmp_path / 'elsewhere'}")):
+            assert jax.config.jax_compilation_cache_dir.endswith("elsewhere")
+        with cli.compilation_cache(args("--compilation_cache=none")) as path:
+            assert path is None and jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", suite)
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
