@@ -38,7 +38,7 @@ INSIDE = 2.0  # standard errors of a rerun: the band a difference is judged insi
 # Settings allowed to differ between the two runs (they change how, not what, is computed).
 COMPARABLE = ("compute_dtype", "strategy", "steps_per_call", "retrain_chunk", "eval_batch",
               "checkpoint_every", "shard", "data_dir")
-COMPARISON, TABLE = "comparison.json", "comparison.csv"
+COMPARISON, TABLE, FIGURE = "comparison.json", "comparison.csv", "comparison.png"
 # (section, statistic, its spread, the count it averages, the cell's keys)
 JUDGED = (("dense", "mean", "std", "runs", ("init", "spawn_epoch", "control")),
           ("consistency", "kappa_mean", "kappa_std", "pairs", ("init", "spawn_epoch", "density")),
@@ -174,12 +174,39 @@ def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | 
 
 
 def write(out: str, comparison: dict) -> None:
-    """comparison.json and comparison.csv (every judged and unjudged cell) into `out`."""
+    """comparison.json, comparison.csv (every judged and unjudged cell) and comparison.png into
+    `out`."""
     from jaxlottery import checkpoint, report
 
     os.makedirs(out, exist_ok=True)
     checkpoint.write_json(os.path.join(out, COMPARISON), comparison)
     report._write_csv(os.path.join(out, TABLE), comparison["judged"] + comparison["unjudged"])
+    figure(comparison, os.path.join(out, FIGURE))
+
+
+def figure(comparison: dict, path: str) -> None:
+    """One panel per judged statistic: each cell's difference B - A in rerun standard errors
+    (z), the band of +-INSIDE shaded; cells ordered as in the comparison."""
+    from jaxlottery.figures import _plt, _save
+
+    plt = _plt()
+    groups = [s for s in comparison["summary"] if s["judged"]]
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 3.4),
+                             squeeze=False)
+    setting = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in comparison["setting"].items())
+    for ax, s in zip(axes[0], groups):
+        zs = [r["z"] for r in comparison["judged"] if (r["section"], r["statistic"]) ==
+              (s["section"], s["statistic"]) and r["z"] is not None]
+        ax.axhspan(-comparison["inside"], comparison["inside"], color="0.9")
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.scatter(range(len(zs)), zs, s=12,
+                   c=["k" if abs(z) <= comparison["inside"] else "tab:red" for z in zs])
+        ax.set_title(f"{s['section']} {s['statistic']}: {s['inside']} of {s['judged']} inside",
+                     fontsize=9)
+        ax.set_xlabel("cell")
+        ax.set_ylabel("B - A in rerun standard errors")
+    fig.suptitle(f"Paired runs ({setting}); shaded: inside the noise", fontsize=10)
+    _save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

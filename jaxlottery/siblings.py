@@ -110,10 +110,30 @@ def default_steps_per_call(backend: str | None = None) -> int:
 
 
 def compiler_options(name: str, backend: str | None = None) -> dict:
-    """The XLA options of the named set for this backend (empty where the set has none)."""
+    """The XLA options of the named set for this backend (empty where the set has none);
+    ValueError if this jaxlib does not know one of them (the sets are written for jaxlib 0.10+)."""
     if name not in XLA_OPTIONS:
         raise ValueError(f"xla_options must be one of {sorted(XLA_OPTIONS)}, got {name!r}")
-    return dict(XLA_OPTIONS[name].get(backend or jax.default_backend(), {}))
+    options = XLA_OPTIONS[name].get(backend or jax.default_backend(), {})
+    problem = unknown_options(tuple(options.items()))
+    if problem:
+        raise ValueError(f"xla_options={name}: this jaxlib ({jax.__version__}) rejects it: "
+                         f"{problem}")
+    return dict(options)
+
+
+@functools.lru_cache(maxsize=None)
+def unknown_options(options: tuple) -> str | None:
+    """None if XLA accepts these (name, value) options here, else its message: a tiny program
+    compiled with them, once per process (XLA checks names and values at compile time)."""
+    if not options:
+        return None
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(
+            jnp.zeros((), jnp.float32)).compile()
+    except Exception as e:  # noqa: BLE001 - XLA's error type differs between jaxlib versions
+        return str(e).splitlines()[0]
+    return None
 
 
 def resolve(strategy: str | None = None, steps_per_call: int | None = None,
@@ -208,10 +228,16 @@ def stream_groups(k: int) -> list[tuple[int, int]]:
 def on_stream(n: int, fn: Callable) -> Callable:
     """`fn` as a call that XLA:GPU runs asynchronously on stream n (`compute_on`'s function form:
     `compute_on2` up to jax 0.11.0, `compute_on` after); other backends ignore the annotation."""
+    import inspect
+
     from jax.experimental import compute_on as co
 
     wrap = getattr(co, "compute_on2", None) or co.compute_on
-    return wrap(fn, compute_type=f"gpu_stream:{n}", out_memory_spaces=jax.memory.Space.Device)
+    memory = getattr(jax, "memory", None)
+    if "out_memory_spaces" not in inspect.signature(wrap).parameters or memory is None:
+        raise ValueError(f"strategy 'streams' needs a jax whose compute_on takes a function "
+                         f"(jax 0.10 has it); this is jax {jax.__version__}")
+    return wrap(fn, compute_type=f"gpu_stream:{n}", out_memory_spaces=memory.Space.Device)
 
 
 def member_model(model: nn.Module, strategy: str) -> nn.Module:

@@ -66,6 +66,17 @@ def test_a_shift_beyond_two_standard_errors_is_outside_and_named():
     assert "consistency kappa_mean, |z| = 2.5" in paired_runs.verdict(c)
 
 
+def test_the_comparison_is_written_as_json_table_and_figure(tmp_path):
+    a, b = _results(), _results(compute_dtype="bfloat16")
+    b["dense"][1]["mean"] += 0.01
+    paired_runs.write(str(tmp_path), paired_runs.compare(a, b))
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    assert [r["inside"] for r in saved["judged"] if r["section"] == "dense"] == [True, False]
+    assert (tmp_path / "comparison.csv").read_text().count("\n") == len(saved["judged"]) + len(
+        saved["unjudged"]) + 1
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+
+
 def test_cells_in_one_run_only_are_left_out():
     a, b = _results(), _results()
     b["consistency"] = b["consistency"][:1]
