@@ -88,10 +88,24 @@ def _parse(kind, name: str):
     return _scalar(kind)
 
 
+def command_name() -> str:
+    """How the user started us, for help and usage lines: `jaxlottery`, `python -m jaxlottery`
+    or the script's name (experiments/run.py)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "jaxlottery"
+    return "python -m jaxlottery" if name == "__main__.py" else name
+
+
+def provenance_line() -> str:
+    from jaxlottery import provenance
+
+    return provenance.describe()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="run.py", description="Consistency and composability of lottery-ticket "
+    p = _Parser(prog=command_name(), description="Consistency and composability of lottery-ticket "
                 "masks (Movva, Frankle & Carbin 2021), end to end. Run the same command again "
                 "to resume.")
+    p.add_argument("--version", action="version", version=provenance_line())
     p.add_argument("--preset", default=None, help=f"bundle of settings, one of "
                    f"{sorted(config_lib.PRESETS)}; flags given explicitly override it "
                    "(default: paper)")
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_processes", type=_scalar(int), default=None,
                    help="multi-host: process count")
     p.add_argument("--process_id", type=_scalar(int), default=None, help="multi-host: this process")
+    p.add_argument("--allow_cpu", action="store_true", help="train on the CPU even though this "
+                   "machine shows a GPU or TPU that JAX is not using (by default such a run "
+                   "stops before loading data and names the package to install)")
     p.add_argument("--cpu_devices", type=_scalar(int), default=None, help="CPU only: split the CPU into "
                    "this many XLA devices so sibling stacks are sharded over them (measured "
                    "speed-ups: BUILD_NOTES.md)")
@@ -227,6 +244,16 @@ def compilation_cache(args: argparse.Namespace):
         jax_cache.reset_cache()
 
 
+def check_accelerator(args: argparse.Namespace) -> None:
+    """Stop (AcceleratorUnused, a ConfigError) when the machine has an accelerator JAX is not
+    using, unless --allow_cpu; else print the backend and its devices: every run's first line."""
+    from jaxlottery import hardware, sharding
+
+    hardware.check(args.allow_cpu)
+    if sharding.is_main():
+        print(hardware.describe(), flush=True)
+
+
 def console() -> None:
     """The `jaxlottery` command (and `python -m jaxlottery`): the same as experiments/run.py."""
     sys.exit(main())
@@ -246,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         sharding.use_cpu_devices(args.cpu_devices)
     sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
+        check_accelerator(args)
         if args.dry_run:  # the same checks and errors as a run, then nothing written
             experiment.dry_run(cfg, workdir=args.workdir)
             return 0

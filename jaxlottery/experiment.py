@@ -24,7 +24,8 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import checkpoint, estimate, files, imp, masks, models, paths, sharding, stages
+from jaxlottery import (checkpoint, estimate, files, imp, masks, models, paths, provenance,
+                        sharding, stages)
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config, ConfigError
@@ -232,4 +233,5 @@ def _check_config(rundir: str, config: Config) -> None:
                                  f"asked)): {diff}; use another --workdir for a new run")
         return
     write(checkpoint.write_json, path, {"config": config.to_dict(), "run_id": config.run_id(),
-                                        "jaxlottery": jaxlottery.__version__})
+                                        "jaxlottery": jaxlottery.__version__,
+                                        "commit": provenance.source()["commit"]})

@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{args.weight_decays!r}") from None
         base = cli.config_from_args(args).validate()
         cli.check_launch(args)
+        cli.check_accelerator(args)
         out = args.out or os.path.join(args.workdir, "imprint_sweep")
         with cli.compilation_cache(args):
             run(base, decays, workdir=args.workdir, out=out, progress=not args.no_progress)

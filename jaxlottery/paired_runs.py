@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--vary: {field}: {e}") from None
         base = cli.config_from_args(args).validate()
         cli.check_launch(args)
+        cli.check_accelerator(args)
         out = args.out or os.path.join(args.workdir, "paired")
         with cli.compilation_cache(args):
             comparison = run(base, field, value, workdir=args.workdir, out=out,

@@ -133,7 +133,13 @@ def render_file(template_path: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Render each template given into the file it names (its path without `.in`)."""
-    for path in argv if argv is not None else sys.argv[1:]:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m jaxlottery.quote", description=(
+        "Render reading templates (docs/**/*.md.in) against the results they name, each into "
+        "the file without .in beside it."))
+    parser.add_argument("templates", nargs="+", metavar="TEMPLATE.md.in")
+    for path in parser.parse_args(argv).templates:
         try:
             out, text = render_file(path)
         except (OSError, ValueError) as e:  # QuoteError, unreadable or invalid JSON

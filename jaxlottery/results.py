@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import verdicts
+from jaxlottery import provenance, verdicts
 from jaxlottery import imprint as imprint_lib
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
@@ -198,7 +198,9 @@ def _imp_dense(cfg: Config, sibs: dict) -> list[dict]:
 
 
 def environment() -> dict:
-    return {"jaxlottery": jaxlottery.__version__, "jax": jax.__version__,
+    source = provenance.source()
+    return {"jaxlottery": jaxlottery.__version__, "commit": source["commit"],
+            "modified": source["modified"], "jax": jax.__version__,
             "flax": flax.__version__, "backend": jax.default_backend(),
             "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
             "process_count": jax.process_count(), "python": platform.python_version()}

@@ -74,8 +74,7 @@ def launch(coordinator: str | None = None, num_processes: int | None = None,
     if pid is not None and not 0 <= pid < (num or 1):
         raise ValueError(f"--process_id: must lie in 0..{(num or 1) - 1} (one of "
                          f"--num_processes={num}), got {pid}")
-    for size, rank, launcher in (("SLURM_NTASKS", "SLURM_PROCID", "srun"),
-                                 ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "mpirun")):
+    for size, rank, launcher in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "mpirun"),):
         if size in env and rank not in env:
             raise ValueError(f"{size} is set but {rank} is not: start the command with "
                              f"{launcher}, or unset {size} for a single process")
@@ -90,9 +89,10 @@ def use_cpu_devices(n: int) -> None:
 
 
 def _cluster_size() -> int:
-    for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-        if var in os.environ:
-            return int(os.environ[var])
+    if "SLURM_NTASKS" in os.environ and "SLURM_PROCID" in os.environ:  # launched by srun
+        return int(os.environ["SLURM_NTASKS"])  # (an salloc or sbatch shell is one process)
+    if "OMPI_COMM_WORLD_SIZE" in os.environ:
+        return int(os.environ["OMPI_COMM_WORLD_SIZE"])
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES")
     return len(hosts.split(",")) if hosts else 1
 

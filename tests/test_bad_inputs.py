@@ -134,7 +134,6 @@ FLAGS = [
     ("zero processes", ["--coordinator=host0:1234", "--num_processes=0", "--process_id=0"]),
     ("a TFDS dataset offline (mnist)", ["--dataset=mnist", "--data_dir=<tmp>/tfds"]),
     ("a TFDS dataset offline (svhn_cropped)", ["--dataset=svhn_cropped", "--data_dir=<tmp>/tfds"]),
-    ("SLURM_NTASKS without srun", ["env:SLURM_NTASKS=4"]),
     ("OMPI_COMM_WORLD_SIZE without mpirun", ["env:OMPI_COMM_WORLD_SIZE=2"]),
     ("a process count variable that is a word", ["--coordinator=host0:1234",
                                                  "env:JAXLOTTERY_NUM_PROCESSES=two",

@@ -107,3 +107,23 @@ def test_the_compilation_cache_is_on_during_a_run_and_left_as_found(tmp_path):
         from jax.experimental.compilation_cache import compilation_cache
 
         compilation_cache.reset_cache()
+
+
+def test_version_and_commit_are_recorded(tmp_path, capsys):
+    from jaxlottery import provenance, results
+
+    here = provenance.source()
+    git = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if git.returncode != 0:  # CI from an export without .git: nothing to record, no error
+        assert here["commit"] is None and provenance.describe() == "jaxlottery 0.1.0"
+        return
+    assert here["version"] == "0.1.0" and here["commit"] == git.stdout.strip()
+    assert isinstance(here["modified"], bool)
+    assert provenance.source(str(tmp_path)) == {"version": "0.1.0", "commit": None,
+                                                "modified": None}  # not a git checkout
+    env = results.environment()
+    assert env["commit"] == here["commit"] and env["modified"] == here["modified"]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == provenance.describe()
+    assert provenance.describe().startswith(f"jaxlottery 0.1.0 (commit {here['commit'][:7]}")

@@ -151,8 +151,11 @@ def test_initialize_is_a_no_op_for_one_process(monkeypatch):
                 "JAXLOTTERY_COORDINATOR"):
         monkeypatch.delenv(var, raising=False)
     assert sharding._cluster_size() == 1 and sharding.initialize() is False
-    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # an salloc or sbatch shell: one process
+    assert sharding._cluster_size() == 1 and sharding.launch() == (None, None, None)
+    monkeypatch.setenv("SLURM_PROCID", "0")  # started by srun: one of 4
     assert sharding._cluster_size() == 4
     monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.delenv("SLURM_PROCID")
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t0,t1,t2,t3")
     assert sharding._cluster_size() == 4
