@@ -43,12 +43,17 @@ def nest(flat: dict[str, Any]) -> dict:
     return out
 
 
+WEIGHT_NAMES = ("kernel", "w", "weight")  # Flax (linen and NNX), Haiku, Equinox and PyTorch
+
+
 def default_rule(path: str, leaf: Any) -> bool:
-    """Prune conv and dense kernels: leaves named `kernel` with at least 2 dimensions (in a
-    Flax NNX state the name comes before the Variable's `value`: `conv/kernel/value`)."""
+    """Prune conv and dense weights: leaves with at least 2 dimensions named `kernel` (Flax; in
+    an NNX state the name comes before the Variable's `value`: `conv/kernel/value`), `w`
+    (Haiku: `linear/w`) or `weight` (Equinox modules, PyTorch-style state dicts). Biases,
+    normalization scales and embeddings named otherwise are kept; pass `rule=` for others."""
     parts = path.split("/")
     name = parts[-2] if len(parts) > 1 and parts[-1] == "value" else parts[-1]
-    return name == "kernel" and np.ndim(leaf) >= 2
+    return name in WEIGHT_NAMES and np.ndim(leaf) >= 2
 
 
 def prunable(params: Params, rule: Rule = default_rule) -> Any:
