@@ -1,17 +1,19 @@
 """Two runs of one design that differ only in how they compute (the compute dtype, a sibling
-strategy), compared statistic by statistic against the noise the reference run shows.
+strategy), compared statistic by statistic against the run-to-run noise of the reference.
 
-A setting that is meant to change speed and not science (bfloat16 arithmetic, say) may change
-results by rounding; the question is whether it changes them by more than a rerun with other
-data orders would. Each reported statistic that averages sibling values (a cell's mean test
-accuracy over its k siblings; its mean kappa and IoU over sibling pairs, at the end and at
-every snapshot of training) has a rerun noise: the spread of the values it averages over the
-square root of their number, read off the reference run. The difference B - A of the same
-statistic (same seed: same initialization and data orders) is "inside the noise" when it is
-within two of those standard errors. Sibling pairs share members, so the pairs' standard error
-understates the noise of an overlap mean a little: the test errs towards calling a difference
-real. Statistics without a spread in the results (the independent-init control, IoU with the
-spawn mask) are listed with their differences and not judged.
+A setting meant to change speed and not science (bfloat16 arithmetic, say) may change results
+by rounding; the question is whether it changes them more than rerunning the study with another
+seed would. Both runs use the same seed (the same initializations and data orders), so each
+reported statistic (a cell's mean sibling test accuracy; its kappa, IoU, pruned-set IoU and
+kappa with the spawn mask; the control's kappa; the overlap and accuracy at every snapshot of
+training) has a paired difference B - A. Its noise is the reference's own replication: with
+`--inits` >= 2 the design ran from several initializations, and the root-mean-square
+difference of the statistic between two of them, pooled over the cells of one spawn point (and
+one of siblings or control), is what a rerun with another seed changes it by. A difference is
+"inside the noise" within two of those. With one initialization the noise falls back to the
+cell's within-run standard error (the spread over siblings or pairs over the root of their
+number), which misses how a rerun changes the shared weights W_t and so understates it: the
+comparison says which basis each cell used.
 
     python experiments/paired.py --preset=imprint --dataset=DIR --vary=compute_dtype=bfloat16
 
@@ -39,17 +41,18 @@ INSIDE = 2.0  # standard errors of a rerun: the band a difference is judged insi
 COMPARABLE = ("compute_dtype", "strategy", "steps_per_call", "retrain_chunk", "eval_batch",
               "checkpoint_every", "shard", "data_dir")
 COMPARISON, TABLE, FIGURE = "comparison.json", "comparison.csv", "comparison.png"
-# (section, statistic, its spread, the count it averages, the cell's keys)
-JUDGED = (("dense", "mean", "std", "runs", ("init", "spawn_epoch", "control")),
-          ("consistency", "kappa_mean", "kappa_std", "pairs", ("init", "spawn_epoch", "density")),
-          ("consistency", "iou_mean", "iou_std", "pairs", ("init", "spawn_epoch", "density")),
-          ("trajectory", "kappa_mean", "kappa_std", "pairs",
-           ("init", "spawn_epoch", "density", "step", "control")))
-UNJUDGED = (("consistency", "kappa_independent_inits", ("init", "spawn_epoch", "density")),
-            ("consistency", "kappa_with_spawn_mask", ("init", "spawn_epoch", "density")),
-            ("consistency", "pruned_iou_mean", ("init", "spawn_epoch", "density")),
-            ("trajectory", "test_accuracy_mean",
-             ("init", "spawn_epoch", "density", "step", "control")))
+# (section, statistic, the keys of its cells besides the initialization)
+STATISTICS = (("dense", "mean", ("spawn_epoch", "control")),
+              *(("consistency", stat, ("spawn_epoch", "density")) for stat in (
+                  "kappa_mean", "iou_mean", "pruned_iou_mean", "kappa_with_spawn_mask",
+                  "kappa_independent_inits")),
+              ("trajectory", "kappa_mean", ("spawn_epoch", "density", "step", "control")),
+              ("trajectory", "test_accuracy_mean", ("spawn_epoch", "step", "control")))
+# The within-run spread (and the count it is over) of the statistics that have one: the noise
+# when the reference ran from one initialization.
+SPREADS = {("dense", "mean"): ("std", "runs"), ("consistency", "kappa_mean"): ("kappa_std", "pairs"),
+           ("consistency", "iou_mean"): ("iou_std", "pairs"),
+           ("trajectory", "kappa_mean"): ("kappa_std", "pairs")}
 
 
 class IncomparableRuns(ValueError):
@@ -71,41 +74,61 @@ def _cells(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, dict]:
 
 
 def compare(a: dict, b: dict) -> dict:
-    """Every statistic of `JUDGED` and `UNJUDGED` in both results (`results.json` of run A, the
-    reference, and run B), paired by cell. Returns {"setting": {field: (A, B)}, "judged": rows
-    with delta, noise (a rerun's standard error in A), z = delta / noise and `inside`,
-    "unjudged": rows with delta, "summary": per statistic the cells, how many inside, the
-    largest |z|, the mean delta with its t interval over cells}. Raises IncomparableRuns when
-    the designs differ."""
+    """Every statistic of `STATISTICS` in both results (`results.json` of run A, the reference,
+    and run B), paired by cell. Returns {"setting": {field: (A, B)}, "judged": rows with delta,
+    noise, its basis ("rerun": between initializations of A; "within": A's within-run standard
+    error), z = delta / noise and `inside` (None where no noise could be estimated),
+    "summary": per statistic the cells, how many inside, the largest |z|, the mean delta with
+    its t interval over cells}. Raises IncomparableRuns when the designs differ."""
     differ = design_differences(a, b)
     if differ:
         raise IncomparableRuns("the runs differ in what they compute, not only how: " + ", ".join(
             f"{k} {va!r} vs {vb!r}" for k, (va, vb) in differ.items()))
     setting = {k: (a["config"].get(k), b["config"].get(k)) for k in COMPARABLE
                if a["config"].get(k) != b["config"].get(k)}
-    judged, unjudged = [], []
-    for section, stat, spread, count, keys in JUDGED:
-        ra, rb = _cells(a.get(section) or [], keys), _cells(b.get(section) or [], keys)
+    judged = []
+    for section, stat, keys in STATISTICS:
+        ra = _cells(a.get(section) or [], ("init", *keys))
+        rb = _cells(b.get(section) or [], ("init", *keys))
+        rerun = rerun_noise({c: r[stat] for c, r in ra.items() if r.get(stat) is not None}, keys)
         for cell in sorted(set(ra) & set(rb), key=str):
             x, y = ra[cell], rb[cell]
             if x.get(stat) is None or y.get(stat) is None:
                 continue
-            noise = x[spread] / math.sqrt(x[count]) if x.get(spread) and x.get(count) else None
+            where = dict(zip(("init", *keys), cell))
+            noise, basis = rerun.get(_group(where)), "rerun"
+            if not noise and (section, stat) in SPREADS:  # one init, or inits that agree
+                spread, count = SPREADS[section, stat]
+                if x.get(spread) and x.get(count):
+                    noise, basis = x[spread] / math.sqrt(x[count]), "within"
             delta = y[stat] - x[stat]
-            z = delta / noise if noise and noise > 0 else None
-            judged.append({"section": section, "statistic": stat,
-                           **dict(zip(keys, cell)), "a": x[stat], "b": y[stat], "delta": delta,
-                           "noise": noise, "z": z, "inside": None if z is None
-                           else bool(abs(z) <= INSIDE)})
-    for section, stat, keys in UNJUDGED:
-        ra, rb = _cells(a.get(section) or [], keys), _cells(b.get(section) or [], keys)
-        for cell in sorted(set(ra) & set(rb), key=str):
-            if ra[cell].get(stat) is not None and rb[cell].get(stat) is not None:
-                unjudged.append({"section": section, "statistic": stat, **dict(zip(keys, cell)),
-                                 "a": ra[cell][stat], "b": rb[cell][stat],
-                                 "delta": rb[cell][stat] - ra[cell][stat]})
-    return {"setting": setting, "judged": judged, "unjudged": unjudged,
-            "summary": summary(judged) + summary(unjudged), "inside": INSIDE}
+            z = delta / noise if noise else None
+            judged.append({"section": section, "statistic": stat, **where, "a": x[stat],
+                           "b": y[stat], "delta": delta, "noise": noise,
+                           "noise_basis": basis if noise else None, "z": z,
+                           "inside": None if z is None else bool(abs(z) <= INSIDE)})
+    return {"setting": setting, "judged": judged, "summary": summary(judged), "inside": INSIDE}
+
+
+def _group(where: dict) -> tuple:
+    """The cells whose rerun noise is pooled: one spawn point, siblings or the control."""
+    return where.get("spawn_epoch"), where.get("control")
+
+
+def rerun_noise(values: dict[tuple, float], keys: tuple[str, ...]) -> dict[tuple, float]:
+    """{noise group: the root-mean-square difference of a statistic between two
+    initializations}, from {(init, *keys): value}: for each cell of the design, the differences
+    between its initializations' values (every pair), pooled over the cells of a group. Groups
+    with a single initialization are left out."""
+    design: dict[tuple, list[float]] = {}
+    for cell, value in values.items():
+        design.setdefault(cell[1:], []).append(value)
+    squares: dict[tuple, list[float]] = {}
+    for rest, xs in design.items():
+        group = _group(dict(zip(keys, rest)))
+        squares.setdefault(group, []).extend(
+            (xs[i] - xs[j]) ** 2 for i in range(len(xs)) for j in range(i + 1, len(xs)))
+    return {g: math.sqrt(float(np.mean(sq))) for g, sq in squares.items() if sq}
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -130,19 +153,22 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def verdict(comparison: dict) -> str:
-    """One sentence: is every judged statistic inside the noise?"""
+    """One sentence: is every judged statistic inside the noise, and against which noise."""
     judged = [s for s in comparison["summary"] if s["judged"]]
     total = sum(s["judged"] for s in judged)
     inside = sum(s["inside"] for s in judged)
     if not total:
-        return "nothing could be judged: no statistic with a spread is in both runs"
+        return "nothing could be judged: no statistic has a noise estimate in the reference"
+    bases = {r["noise_basis"] for r in comparison["judged"] if r["noise_basis"]}
+    noise = " or ".join(sorted({"rerun": "the change a rerun with another seed makes",
+                                "within": "within-run standard errors"}[b] for b in bases))
     if inside == total:
         return (f"every judged statistic ({total} cells) is inside the noise: within "
-                f"{INSIDE:g} rerun standard errors of the reference")
+                f"{INSIDE:g} x {noise}")
     worst = max(judged, key=lambda s: s["max_abs_z"] or 0)
     return (f"{total - inside} of {total} judged cells lie outside the noise (more than "
-            f"{INSIDE:g} rerun standard errors; largest: {worst['section']} "
-            f"{worst['statistic']}, |z| = {worst['max_abs_z']:.1f})")
+            f"{INSIDE:g} x {noise}; largest: {worst['section']} {worst['statistic']}, "
+            f"{worst['max_abs_z']:.1f} x)")
 
 
 def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | None = None,
@@ -158,6 +184,9 @@ def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | 
     b = dataclasses.replace(base, **{field: value}).validate()
     if getattr(a, field) == getattr(b, field):
         raise ConfigError(f"--vary: {field} is already {value!r}; give the other value")
+    if a.inits < 2:
+        log("paired runs: one initialization (--inits=1): the noise is each cell's within-run "
+            "standard error, which understates a rerun's; --inits=2 measures it")
     results = []
     for name, cfg in (("A", a), ("B", b)):
         log(f"paired runs: {name}, {field} = {getattr(cfg, field)!r}")
@@ -174,13 +203,12 @@ def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | 
 
 
 def write(out: str, comparison: dict) -> None:
-    """comparison.json, comparison.csv (every judged and unjudged cell) and comparison.png into
-    `out`."""
+    """comparison.json, comparison.csv (every cell) and comparison.png into `out`."""
     from jaxlottery import checkpoint, report
 
     os.makedirs(out, exist_ok=True)
     checkpoint.write_json(os.path.join(out, COMPARISON), comparison)
-    report._write_csv(os.path.join(out, TABLE), comparison["judged"] + comparison["unjudged"])
+    report._write_csv(os.path.join(out, TABLE), comparison["judged"])
     figure(comparison, os.path.join(out, FIGURE))
 
 

@@ -13,67 +13,81 @@ from conftest import ENV, REPO
 from jaxlottery import paired_runs
 
 
-def _results(**config):
-    """A hand-built results.json: two spawn points, one density, the trajectory at two steps."""
-    dense = [{"init": 0, "spawn_epoch": t, "mean": 0.8 + 0.01 * t, "std": 0.004, "runs": 4}
-             for t in (0, 1)]
-    consistency = [{"init": 0, "spawn_epoch": t, "density": 0.2, "kappa_mean": 0.6 + 0.1 * t,
-                    "kappa_std": 0.03, "iou_mean": 0.7, "iou_std": 0.02, "pairs": 6,
-                    "kappa_independent_inits": 0.01, "kappa_with_spawn_mask": 0.5,
-                    "pruned_iou_mean": 0.9} for t in (0, 1)]
-    trajectory = [{"init": 0, "spawn_epoch": 0, "density": 0.2, "step": s, "kappa_mean": 0.9,
-                   "kappa_std": None if s == 10 else 0.01, "pairs": 6,
-                   "test_accuracy_mean": 0.5, "control": None} for s in (10, 20)]
-    trajectory.append(dict(trajectory[-1], control="independent_inits", kappa_mean=0.0))
-    return {"config": {"seed": 0, "k": 4, "compute_dtype": "float32", **config}, "dense": dense,
-            "consistency": consistency, "trajectory": trajectory}
+def _results(inits=2, **config):
+    """A hand-built results.json: two spawn points, one density, the trajectory at two steps
+    (siblings and the control), from `inits` initializations whose values differ by 0.01."""
+    dense, consistency, trajectory = [], [], []
+    for i in range(inits):
+        dense += [{"init": i, "spawn_epoch": t, "mean": 0.8 + 0.01 * t + 0.01 * i, "std": 0.004,
+                   "runs": 4} for t in (0, 1)]
+        consistency += [{"init": i, "spawn_epoch": t, "density": 0.2,
+                         "kappa_mean": 0.6 + 0.1 * t + 0.01 * i, "kappa_std": 0.03,
+                         "iou_mean": 0.7, "iou_std": 0.02, "pairs": 6,
+                         "kappa_independent_inits": 0.01, "kappa_with_spawn_mask": 0.5,
+                         "pruned_iou_mean": 0.9} for t in (0, 1)]
+        trajectory += [{"init": i, "spawn_epoch": 0, "density": 0.2, "step": s,
+                        "kappa_mean": 0.9 + 0.01 * i, "kappa_std": 0.01, "pairs": 6,
+                        "test_accuracy_mean": 0.5, "control": control}
+                       for s in (10, 20) for control in (None, "independent_inits")]
+    return {"config": {"seed": 0, "k": 4, "compute_dtype": "float32", "inits": inits, **config},
+            "dense": dense, "consistency": consistency, "trajectory": trajectory}
 
 
 def test_identical_runs_are_inside_the_noise_everywhere():
-    a = _results()
-    b = _results(compute_dtype="bfloat16")
+    a, b = _results(), _results(compute_dtype="bfloat16")
     c = paired_runs.compare(a, b)
     assert c["setting"] == {"compute_dtype": ("float32", "bfloat16")}
-    assert all(r["delta"] == 0 for r in c["judged"] + c["unjudged"])
-    # 2 accuracy cells, 2 x 2 overlap cells, 3 trajectory cells (siblings at two steps, one
-    # without a spread, and the control: a cell of its own)
-    assert len(c["judged"]) == 9 and sum(r["inside"] is True for r in c["judged"]) == 8
-    assert [r for r in c["judged"] if r["inside"] is None][0]["step"] == 10
-    assert {(s["section"], s["statistic"]) for s in c["summary"]} >= {
-        ("dense", "mean"), ("consistency", "kappa_mean"), ("trajectory", "test_accuracy_mean")}
-    assert paired_runs.verdict(c).startswith("every judged statistic (8 cells) is inside")
+    assert all(r["delta"] == 0 for r in c["judged"])
+    # per init: 2 accuracy cells, 2 x 5 consistency cells, 2 steps x 2 (siblings, control) x 2
+    assert len(c["judged"]) == 2 * (2 + 10 + 8)
+    rerun = [r for r in c["judged"] if r["noise_basis"] == "rerun"]
+    dense = [r["noise"] for r in rerun if r["section"] == "dense"]
+    assert dense == pytest.approx([0.01] * 4)  # the two initializations differ by 0.01
+    # statistics the two inits agree on have no rerun noise: the within-run error where there
+    # is a spread (IoU), else none (they are then not judged)
+    iou = [r for r in c["judged"] if r["statistic"] == "iou_mean"]
+    assert {r["noise_basis"] for r in iou} == {"within"}
+    assert all(r["inside"] is None for r in c["judged"] if r["statistic"] == "pruned_iou_mean")
+    assert paired_runs.verdict(c).startswith("every judged statistic (")
 
 
-def test_a_shift_beyond_two_standard_errors_is_outside_and_named():
+def test_a_difference_beyond_twice_the_rerun_noise_is_outside_and_named():
     a, b = _results(), _results()
-    noise = 0.03 / math.sqrt(6)
-    b["consistency"][1]["kappa_mean"] += 2.5 * noise  # outside
-    b["consistency"][0]["kappa_mean"] -= 1.5 * noise  # inside
-    b["dense"][0]["mean"] += 0.001  # 0.5 standard errors of 0.004 / 2
+    b["consistency"][1]["kappa_mean"] += 0.025  # init 0, t = 1: 2.5 x the inits' 0.01
+    b["consistency"][0]["kappa_mean"] -= 0.015  # init 0, t = 0: inside
+    b["dense"][0]["mean"] += 0.005
     c = paired_runs.compare(a, b)
-    kappa = {r["spawn_epoch"]: r for r in c["judged"]
+    kappa = {(r["init"], r["spawn_epoch"]): r for r in c["judged"]
              if r["section"] == "consistency" and r["statistic"] == "kappa_mean"}
-    assert kappa[1]["z"] == pytest.approx(2.5) and kappa[1]["inside"] is False
-    assert kappa[0]["z"] == pytest.approx(-1.5) and kappa[0]["inside"] is True
-    acc = [r for r in c["judged"] if r["section"] == "dense" and r["spawn_epoch"] == 0][0]
-    assert acc["noise"] == pytest.approx(0.002) and acc["z"] == pytest.approx(0.5)
+    assert kappa[0, 1]["z"] == pytest.approx(2.5) and kappa[0, 1]["inside"] is False
+    assert kappa[0, 0]["z"] == pytest.approx(-1.5) and kappa[0, 0]["inside"] is True
+    acc = [r for r in c["judged"] if r["section"] == "dense" and r["init"] == 0
+           and r["spawn_epoch"] == 0][0]
+    assert acc["noise"] == pytest.approx(0.01) and acc["z"] == pytest.approx(0.5)
     s = [s for s in c["summary"] if s["statistic"] == "kappa_mean"
          and s["section"] == "consistency"][0]
-    assert s["inside"] == 1 and s["max_abs_z"] == pytest.approx(2.5)
-    assert s["mean_delta"] == pytest.approx(0.5 * noise)
-    assert s["ci_low"] < s["mean_delta"] < s["ci_high"]
-    assert "1 of 8 judged cells lie outside" in paired_runs.verdict(c)
-    assert "consistency kappa_mean, |z| = 2.5" in paired_runs.verdict(c)
+    assert s["cells"] == 4 and s["inside"] == 3 and s["max_abs_z"] == pytest.approx(2.5)
+    assert s["mean_delta"] == pytest.approx(0.0025) and s["ci_low"] < 0.0025 < s["ci_high"]
+    v = paired_runs.verdict(c)
+    assert v.startswith("1 of ") and "consistency kappa_mean, 2.5 x" in v
+
+
+def test_one_initialization_falls_back_to_within_run_errors():
+    a, b = _results(inits=1), _results(inits=1)
+    b["dense"][1]["mean"] += 0.005  # 2.5 standard errors of 0.004 / 2
+    c = paired_runs.compare(a, b)
+    acc = [r for r in c["judged"] if r["section"] == "dense"]
+    assert {r["noise_basis"] for r in acc} == {"within"} and [r["inside"] for r in acc] == [True, False]
+    assert "within-run standard errors" in paired_runs.verdict(c)
 
 
 def test_the_comparison_is_written_as_json_table_and_figure(tmp_path):
     a, b = _results(), _results(compute_dtype="bfloat16")
-    b["dense"][1]["mean"] += 0.01
+    b["dense"][1]["mean"] += 0.05
     paired_runs.write(str(tmp_path), paired_runs.compare(a, b))
     saved = json.loads((tmp_path / "comparison.json").read_text())
-    assert [r["inside"] for r in saved["judged"] if r["section"] == "dense"] == [True, False]
-    assert (tmp_path / "comparison.csv").read_text().count("\n") == len(saved["judged"]) + len(
-        saved["unjudged"]) + 1
+    assert [r["inside"] for r in saved["judged"] if r["section"] == "dense"] == [True, False, True, True]
+    assert (tmp_path / "comparison.csv").read_text().count("\n") == len(saved["judged"]) + 1
     assert (tmp_path / "comparison.png").stat().st_size > 1000
 
 
@@ -81,7 +95,7 @@ def test_cells_in_one_run_only_are_left_out():
     a, b = _results(), _results()
     b["consistency"] = b["consistency"][:1]
     c = paired_runs.compare(a, b)
-    assert {r["spawn_epoch"] for r in c["judged"] if r["section"] == "consistency"} == {0}
+    assert {(r["init"], r["spawn_epoch"]) for r in c["judged"] if r["section"] == "consistency"} == {(0, 0)}
 
 
 @pytest.mark.parametrize("field,value", [("seed", 1), ("k", 3), ("epochs", 5)])
@@ -115,5 +129,6 @@ def test_paired_smoke_runs_write_their_comparison(tmp_path):
     assert c["setting"] == {"compute_dtype": ["float32", "bfloat16"]}
     assert c["runs"]["A"]["run_id"] != c["runs"]["B"]["run_id"]
     assert c["judged"] and all(r["noise"] is None or r["noise"] > 0 for r in c["judged"])
+    assert {r["noise_basis"] for r in c["judged"]} <= {"within", None}  # smoke: one init
     assert c["verdict"] in proc.stdout
     assert (out / "comparison.csv").read_text().startswith("section,statistic")
