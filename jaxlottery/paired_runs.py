@@ -213,27 +213,32 @@ def write(out: str, comparison: dict) -> None:
 
 
 def figure(comparison: dict, path: str) -> None:
-    """One panel per judged statistic: each cell's difference B - A in rerun standard errors
-    (z), the band of +-INSIDE shaded; cells ordered as in the comparison."""
+    """One panel per judged statistic (four to a row): each cell's difference B - A in units of
+    its noise (z), the band of +-INSIDE shaded, cells outside it red; cells in the comparison's
+    order (by initialization, then spawn point, density, step)."""
     from jaxlottery.figures import _plt, _save
 
     plt = _plt()
     groups = [s for s in comparison["summary"] if s["judged"]]
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 3.4),
-                             squeeze=False)
+    cols = min(4, max(1, len(groups)))
+    rows = -(-max(1, len(groups)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
     setting = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in comparison["setting"].items())
-    for ax, s in zip(axes[0], groups):
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax, s in zip(axes.flat, groups):
         zs = [r["z"] for r in comparison["judged"] if (r["section"], r["statistic"]) ==
               (s["section"], s["statistic"]) and r["z"] is not None]
         ax.axhspan(-comparison["inside"], comparison["inside"], color="0.9")
         ax.axhline(0, color="gray", lw=0.6)
-        ax.scatter(range(len(zs)), zs, s=12,
+        ax.scatter(range(len(zs)), zs, s=10,
                    c=["k" if abs(z) <= comparison["inside"] else "tab:red" for z in zs])
-        ax.set_title(f"{s['section']} {s['statistic']}: {s['inside']} of {s['judged']} inside",
-                     fontsize=9)
-        ax.set_xlabel("cell")
-        ax.set_ylabel("B - A in rerun standard errors")
+        ax.set_title(f"{s['section']} {s['statistic']}\n{s['inside']} of {s['judged']} inside",
+                     fontsize=8)
+        ax.set_xlabel("cell", fontsize=8)
+        ax.set_ylabel("(B - A) / noise", fontsize=8)
     fig.suptitle(f"Paired runs ({setting}); shaded: inside the noise", fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
 
 
