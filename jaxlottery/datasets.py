@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 
+from jaxlottery.download import ChecksumMismatch, fetch, mirrors
 from jaxlottery.data import Dataset, DataFormatError, DatasetUnavailableError, normalization
 from jaxlottery.files import atomic_open
 
@@ -87,10 +88,14 @@ def load_cifar(name: str, data_dir: str | None = None, download: bool = True) ->
         if not download:
             raise _cifar_unavailable(name, archive, "the archive is not there and download=False")
         os.makedirs(root, exist_ok=True)
-        try:
-            _download(url, archive)
+        try:  # resumable, retried, mirrors first ($JAXLOTTERY_DATA_MIRRORS), checked as it comes
+            fetch(mirrors(url), archive, md5)
+        except ChecksumMismatch as e:
+            raise DataFormatError(str(e)) from None
         except Exception as e:  # no network, proxy, disk: all mean "cannot fetch it"
-            raise _cifar_unavailable(name, archive, f"download failed: {type(e).__name__}: {e}")
+            raise _cifar_unavailable(name, archive, f"download failed: {type(e).__name__}: {e} "
+                                     f"(what arrived is kept in {archive}.partial; the next "
+                                     "run resumes it)")
     if _md5(archive) != md5:
         raise DataFormatError(f"{archive}: MD5 {_md5(archive)} is not that of the official "
                               f"{name} archive ({md5}); delete it and try again")
@@ -98,23 +103,6 @@ def load_cifar(name: str, data_dir: str | None = None, download: bool = True) ->
     os.makedirs(os.path.dirname(cached), exist_ok=True)
     save_npz(cached, ds)
     return ds
-
-
-def _download(url: str, path: str) -> None:
-    """Fetch `url` to `path` atomically (a cut download leaves no file), with a progress bar
-    (bytes, rate and ETA) on stderr."""
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
-    with atomic_open(path) as f, urllib.request.urlopen(url, timeout=60) as r:
-        size = r.headers.get("Content-Length")
-        with tqdm(total=int(size) if size else None, unit="B", unit_scale=True,
-                  unit_divisor=1024, desc=f"downloading {os.path.basename(path)}",
-                  dynamic_ncols=True) as bar:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
 
 
 def _md5(path: str) -> str:
