@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 from typing import NamedTuple, Sequence
 
@@ -60,6 +61,11 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
+# Names that are files, not TFDS datasets (TFDS names may hold "/" and ":1.0.0" versions).
+FILE_SUFFIX = re.compile(r"\.(csv|tsv|txt|json|gz|tgz|tar|zip|bz2|xz|7z|pkl|pickle|pt|pth|h5|"
+                         r"hdf5|parquet|feather|arrow|tfrecord|npy|mat|png|jpe?g|bin)$", re.I)
+
+
 class DatasetUnavailableError(RuntimeError):
     """The dataset is not on this machine and cannot be fetched; the message says how to get it."""
 
@@ -87,6 +93,13 @@ def load(source: str, data_dir: str | None = None, *, download: bool = True) -> 
                               "x_test=..., y_test=...)")
     if os.path.isdir(source):
         return datasets.load_idx(source)
+    if (os.path.exists(source) or source.startswith(("/", "./", "../", "~"))
+            or FILE_SUFFIX.search(source)):  # a file or a path: never a TFDS dataset name
+        state = "is a file" if os.path.isfile(source) else (
+            "exists" if os.path.exists(source) else "does not exist")
+        raise DataFormatError(f"{source} {state}, and the loader reads an .npz file (x_train, "
+                              "y_train, x_test, y_test), a folder of IDX files (MNIST layout) "
+                              "or a TFDS dataset name (cifar10, fashion_mnist, ...)")
     if source in datasets.CIFAR_ARCHIVES:
         if datasets.tfds_prepared(source, data_dir):
             try:

@@ -70,6 +70,8 @@ FLAGS = [
     ("no baseline siblings", ["--baseline_siblings=0"]), ("zero-image subset", ["--train_subset=0"]),
     ("LR drop after the end", ["--lr_drop_epochs=500"]), ("unknown flag", ["--kk=3"]),
     ("unknown TFDS name", ["--dataset=cifar11"]),
+    ("a file of a format the loader does not know", ["--dataset=/etc/hostname"]),
+    ("a CSV file that is not there", ["--dataset=train.csv"]),
     ("more LMC pairs than siblings allow", ["--k=4", "--lmc_pairs=3"]),
     ("IMP pruning everything per level", ["--imp_levels=3", "--imp_rate=1"]),
     ("IMP rewind point not a spawn point", ["--imp_levels=3", "--imp_rewind_epoch=3"]),
