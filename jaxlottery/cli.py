@@ -254,6 +254,35 @@ def check_accelerator(args: argparse.Namespace) -> None:
         print(hardware.describe(), flush=True)
 
 
+class Stopped(BaseException):
+    """SIGTERM or Ctrl-C: unwinds the run like KeyboardInterrupt (locks released, half-written
+    files removed; what was checkpointed stays), then `main` says how to resume."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stoppable():
+    """SIGTERM (a preemptible VM's or a scheduler's stop) raises `Stopped` in the main thread
+    while the block runs; the previous handler comes back afterwards."""
+    import signal
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a notebook's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def console() -> None:
     """The `jaxlottery` command (and `python -m jaxlottery`): the same as experiments/run.py."""
     sys.exit(main())
@@ -277,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:  # the same checks and errors as a run, then nothing written
             experiment.dry_run(cfg, workdir=args.workdir)
             return 0
-        with compilation_cache(args):
+        with compilation_cache(args), stoppable():
             results = experiment.run(cfg, workdir=args.workdir, progress=not args.no_progress,
                                      lock_expiry=args.lock_expiry, break_lock=args.break_lock)
         if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
@@ -297,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     except (files.RunLocked, experiment.ConfigMismatch, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as e:
+        import signal
+
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        print(f"stopped by {signal.Signals(signum).name}: nothing checkpointed is lost; run the "
+              f"same command again to resume {experiment.run_dir(cfg, args.workdir)}",
+              file=sys.stderr)
+        return 128 + signum
     except Exception as e:  # noqa: BLE001 - one line for users; --debug for the traceback
         if args.debug:
             raise

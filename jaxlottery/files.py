@@ -14,19 +14,23 @@ _passes: dict[str, int] = {}
 
 def fault_point(name: str) -> None:
     """Fault injection for the test suite: with JAXLOTTERY_KILL_AT="PATTERN:N", the process
-    kills itself (SIGKILL, like a preemption) the N-th time it passes a point whose name
-    matches PATTERN (fnmatch), e.g. "write results.json:1", "checkpoint:3", "write *:10"."""
+    kills itself (SIGKILL, like a lost machine) the N-th time it passes a point whose name
+    matches PATTERN (fnmatch), e.g. "write results.json:1", "checkpoint:3", "write *:10";
+    "PATTERN:N:TERM" sends SIGTERM instead (how preemptible VMs and schedulers stop a job)."""
     spec = os.environ.get("JAXLOTTERY_KILL_AT")
     if not spec:
         return
     import fnmatch
     import signal
 
+    sig = signal.SIGKILL
+    if spec.endswith(":TERM"):
+        spec, sig = spec[:-len(":TERM")], signal.SIGTERM
     pattern, _, n = spec.rpartition(":")
     if fnmatch.fnmatch(name, pattern):
         _passes[pattern] = _passes.get(pattern, 0) + 1
         if _passes[pattern] == int(n):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sig)
 
 
 @contextlib.contextmanager

@@ -52,6 +52,26 @@ def test_killed_at_seeded_points_of_every_stage_resumes_to_identical_results(smo
 
 
 @pytest.mark.slow
+def test_sigterm_stops_with_one_line_and_the_run_resumes_to_identical_results(smoke, tmp_path):
+    """SIGTERM (how preemptible VMs and schedulers stop a job) in the sibling stage and again in
+    the middle of writing a stage's output: each time one line saying how to resume, the lock
+    released, no half-written file; then a clean run gives the uninterrupted results."""
+    rundir = tmp_path / SMOKE.run_id()
+    for point in ("epoch siblings/e1:1:TERM", "write *:5:TERM"):
+        proc = run_cli(tmp_path, env=dict(ENV, JAXLOTTERY_KILL_AT=point))
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 128 + signal.SIGTERM, (point, proc.returncode, err[-2000:])
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("stopped by SIGTERM") and str(rundir) in last, err[-2000:]
+        assert not (rundir / "lock").exists()
+        assert not [p for p in rundir.rglob(".tmp-*")]  # no half-written file left behind
+    proc = run_cli(tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert comparable(json.loads((rundir / "results.json").read_text())) == comparable(smoke[2])
+
+
+@pytest.mark.slow
 def test_truncated_results_and_checkpoint_are_recovered(smoke, tmp_path, capsys):
     work, rundir, reference = _copy_run(smoke, tmp_path)
     # A results file cut in half: reported, set aside, rebuilt from the stages' outputs.
