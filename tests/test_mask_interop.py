@@ -171,3 +171,24 @@ def test_erk_densities_against_a_hand_computation():
     assert kept == {"a/kernel": 432, "b/kernel": 640}
     with pytest.raises(ValueError, match="distribution"):
         masks.layer_density_map(params, 0.2, "snip")
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, None, [0.5], 0.5j, b"1"],
+                         ids=["str", "bool", "None", "list", "complex", "bytes"])
+def test_every_density_argument_refuses_what_is_not_a_number(bad):
+    """By class: each public function that takes a density names it and says what it wants."""
+    p = {"a": {"kernel": jnp.arange(12.0).reshape(3, 4)}}
+    m = masks.magnitude_prune(p, 0.5)
+    for call in (lambda: masks.magnitude_prune(p, bad), lambda: masks.compose([p, p], bad),
+                 lambda: masks.random_mask(jax.random.key(0), p, bad),
+                 lambda: masks.mask_from_scores(p, bad), lambda: masks.chance_iou(bad, 0.5),
+                 lambda: masks.erk_densities([(3, 4)], bad),
+                 lambda: masks.layer_density_map(p, bad)):
+        with pytest.raises(TypeError, match=r"density must be a number in .* sparsity is 1 - density"):
+            call()
+    for key in (0, "seed", None, np.zeros(3)):
+        with pytest.raises(TypeError, match="PRNG key"):
+            masks.random_mask_like(key, m)
+    for how in (1.5, "2", None):
+        with pytest.raises(ValueError, match="how|unknown composition"):
+            masks.at_least(how, 3)

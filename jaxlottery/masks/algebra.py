@@ -59,6 +59,7 @@ def at_least(how: str | int, k: int) -> int:
         if how not in COMPOSITIONS:
             raise ValueError(f"unknown composition how={how!r}; registered: {sorted(COMPOSITIONS)}")
         return COMPOSITIONS[how].at_least(k)
+    _check_at_least(how, k, "how")
     return how
 
 

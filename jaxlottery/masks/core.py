@@ -242,13 +242,31 @@ def _check_fits(mask: Mask, params: Params) -> None:
 
 
 def _check_fraction(d: Any, name: str, allow_zero: bool = False) -> None:
+    """A number (or real array) in (0, 1], or [0, 1] with `allow_zero`; TypeError for what is
+    not a number (a string, a bool, None, a list, a complex), ValueError for one outside."""
     if isinstance(d, jax.core.Tracer):
         return
+    interval = "[0, 1]" if allow_zero else "(0, 1]"
+    real = (isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, (bool, np.bool_))) \
+        or (isinstance(d, (np.ndarray, jax.Array)) and (np.issubdtype(d.dtype, np.integer)
+                                                       or np.issubdtype(d.dtype, np.floating)))
+    if not real:
+        raise TypeError(f"{name} must be a number in {interval} (the fraction of weights kept; "
+                        f"sparsity is 1 - density), got {d!r} ({type(d).__name__})")
     arr = np.asarray(d, dtype=np.float64)
     lo_ok = arr >= 0 if allow_zero else arr > 0
     if not (np.all(np.isfinite(arr)) and np.all(lo_ok) and np.all(arr <= 1)):
         interval = "[0, 1]" if allow_zero else "(0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {d!r}")
+
+
+def _check_key(key: Any) -> None:
+    """A JAX PRNG key: a typed key (jax.random.key) or a raw uint32 key (jax.random.PRNGKey)."""
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw = isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape[-1:] == (2,)
+    if not (typed or raw or isinstance(key, jax.core.Tracer)):
+        raise TypeError(f"key must be a JAX PRNG key (jax.random.key(seed)), got {key!r} "
+                        f"({type(key).__name__})")
 
 
 def _check_at_least(m: Any, k: int, name: str = "at_least") -> None:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlottery.masks.core import (WEIGHT_NAMES, Density, Mask, Params, Rule, _check_finite,
-                                   _check_fraction, _check_mask, _n_keep, _scores, _split_like,
+                                   _check_fraction, _check_key, _check_mask, _n_keep, _scores, _split_like,
                                    _top_n, default_rule, is_none, path_str)
 
 
@@ -36,6 +36,7 @@ def magnitude_prune(params: Params, density: Density, scope: str = "global",
 def random_mask(key: jax.Array, params: Params, density: Density, scope: str = "global",
                 rule: Rule = default_rule) -> Mask:
     """A uniformly random mask keeping exactly the count `magnitude_prune` would keep."""
+    _check_key(key)
     _check_fraction(density, "density")
     return mask_from_scores(_uniform_like(key, _scores(params, rule, lambda x: x)), density, scope)
 
@@ -44,6 +45,7 @@ def random_mask_like(key: jax.Array, mask: Mask) -> Mask:
     """A uniformly random mask with exactly as many weights kept in every leaf as `mask`: the
     layer-matched random baseline (global magnitude pruning leaves very different densities
     per layer, which a globally uniform random mask ignores)."""
+    _check_key(key)
     _check_mask(mask)
     return _random_like(key, mask)
 
@@ -97,6 +99,7 @@ def erk_densities(shapes: list[tuple[int, ...]], density: float) -> list[float]:
     the Lottery"): layer l keeps a fraction eps * (sum of its dimensions) / (product of its
     dimensions), eps chosen so that the layers together keep `density` of all their weights; a
     layer the formula would fill past 1 is kept dense and eps is solved again for the rest."""
+    density = _concrete(density)
     sizes = np.array([float(np.prod(s)) for s in shapes])
     raw = np.array([float(np.sum(s)) / float(np.prod(s)) for s in shapes])
     dense = np.zeros(len(shapes), bool)
@@ -129,6 +132,7 @@ def layer_density_map(params: Params, density: float, distribution: str = "erk",
 
 
 def _concrete(density: Density) -> float:
+    _check_fraction(density, "density")
     if isinstance(density, jax.core.Tracer):
         raise TypeError("an ERK distribution is computed from shapes on the host: pass the "
                         "density as a number, not a traced value")
