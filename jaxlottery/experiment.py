@@ -25,7 +25,7 @@ import numpy as np
 
 import jaxlottery
 from jaxlottery import (checkpoint, estimate, files, imp, masks, models, paths, provenance,
-                        sharding, stages)
+                        sharding, siblings, stages)
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config, ConfigError
@@ -164,6 +164,42 @@ def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
             raise ConfigError(f"--imp_levels: level {config.imp_levels} at --imp_rate="
                               f"{config.imp_rate:g} keeps no weight of the {n:,} prunable "
                               f"weights of {model} ({last:.2g} of them)")
+    check_memory(config, dataset)
+
+
+def check_memory(config: Config, dataset: data_lib.Dataset) -> None:
+    """Raise ConfigError, before any training, when the largest stack cannot fit the device: on
+    a GPU or TPU (which report their memory; a CPU does not, and is not checked) the dataset on
+    the device plus the training program's need (`siblings.member_bytes` per network: all k
+    members at once for vmap and hybrid, one at a time plus k states for the strategies that
+    run members in sequence) against the memory free now. The estimate and what to change are
+    in the message."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return
+    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    n, shape = len(dataset.y_train), tuple(dataset.image_shape)
+    model = models.resnet(config.model_depth, config.model_width, dataset.num_classes,
+                          config.compute_dtype)
+    recipe = train_lib.Recipe.from_config(config)
+    per_member = siblings.member_bytes(model, recipe, n, shape)
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(
+        lambda: siblings.spawn(models.init(jax.random.key(0), config.model_depth,
+                                           config.model_width, dataset.num_classes, shape),
+                               1, recipe))))
+    stack = max(config.k, config.retrain_chunk or 0)
+    together = siblings.resolve(config.strategy).strategy in ("vmap", "hybrid")
+    data_bytes = dataset.x_train.nbytes + dataset.x_test.nbytes
+    need = data_bytes + (stack * per_member if together else per_member + 2 * stack * state)
+    if need > free:
+        gb = lambda b: f"{b / 1e9:.2f} GB" if b >= 1e8 else f"{b / 1e6:.1f} MB"  # noqa: E731
+        raise ConfigError(
+            f"--k: a stack of {stack} networks (ResNet-{config.model_depth} width "
+            f"{config.model_width}, batch {config.batch_size}) needs about {gb(need)} on "
+            f"{jax.devices()[0].device_kind} ({gb(per_member)} per network"
+            f"{' at once' if together else ''}, {gb(data_bytes)} of data) and {gb(free)} are "
+            f"free; lower --k, --retrain_chunk, --batch_size or --model_width"
+            f"{', or run members in sequence (--strategy=map)' if together else ''}")
 
 
 def check_data(dataset: data_lib.Dataset) -> None:

@@ -1,6 +1,7 @@
 """The study end to end on the smoke preset: every stage's outputs and caching (kill and
 resume: tests/test_reliability.py)."""
 
+import dataclasses
 import os
 
 import jax
@@ -9,7 +10,8 @@ import pytest
 
 import jaxlottery
 
-from jaxlottery import checkpoint, composability, experiment, masks, paths, siblings, verdicts
+from jaxlottery import (checkpoint, composability, config, experiment, masks, models, paths,
+                        siblings, train, verdicts)
 
 from conftest import SMOKE, comparable
 
@@ -392,3 +394,37 @@ def test_natural_density_retrains_composed_masks_at_their_own_density(tmp_path):
     assert {"union, natural density", "one-shot at a natural density"} <= set(
         legends["accuracy_vs_density.png"])
     assert "at their natural density" in (rundir / "report.md").read_text()
+
+
+def test_a_stack_the_device_cannot_hold_is_refused_before_training(monkeypatch):
+    """On a device that reports its memory (GPU, TPU), the largest stack is checked against the
+    memory free: refused with the estimate and what to change; the CPU reports none."""
+    import jax
+
+    from jaxlottery import data, experiment, siblings
+    from jaxlottery.config import ConfigError
+
+    cfg = config.preset("smoke")
+    dataset = data.synthetic(num_train=256, num_test=128)
+    experiment.check_memory(cfg, dataset)  # the CPU: nothing to check
+    per_member = siblings.member_bytes(
+        models.resnet(cfg.model_depth, cfg.model_width), train.Recipe.from_config(cfg), 256,
+        (32, 32, 3))
+
+    class Device:
+        device_kind = "a small GPU"
+
+        def __init__(self, limit):
+            self.limit = limit
+
+        def memory_stats(self):
+            return {"bytes_limit": self.limit, "bytes_in_use": 0}
+
+    monkeypatch.setattr(jax, "devices", lambda *a: [Device(100 * per_member)])
+    experiment.check_memory(cfg, dataset)  # k = 3 fits easily
+    monkeypatch.setattr(jax, "devices", lambda *a: [Device(2 * per_member)])
+    vmap = dataclasses.replace(cfg, strategy="vmap")
+    with pytest.raises(ConfigError, match=r"--k: a stack of 3 networks .* needs about .* MB on a "
+                                          r"small GPU .*\(--strategy=map\)"):
+        experiment.check_memory(vmap, dataset)
+    experiment.check_memory(dataset=dataset, config=dataclasses.replace(cfg, strategy="map"))
