@@ -65,9 +65,11 @@ def test_reproduce_paper_resumes_a_run_and_shows_every_result(smoke, tmp_path):
     workdir, rundir, results, _ = smoke
     runs = tmp_path / "runs"
     shutil.copytree(workdir, runs, ignore=shutil.ignore_patterns("results.json", "report.md", "*.png"))
-    params = f"PRESET = 'smoke'\nOVERRIDES = {{}}\nWORKDIR = {str(runs)!r}"
+    params = (f"PRESET = 'smoke'\nOVERRIDES = {{}}\nWORKDIR = {str(runs)!r}\nDATA_DIR = None\n"
+              "BREAK_LOCK = True")  # the field for a runtime lost mid-run
     nb = execute("reproduce_paper.ipynb", params, tmp_path)
     text = text_of(nb)
+    assert f"data dir: {tmp_path / 'jaxlottery_data'}" in text  # beside the runs (on Drive)
     for line in ("Consistency:", "Composability:", "Mode connectivity:", "Baselines:", "IMP:"):
         assert line in text
     assert f"{SMOKE.k} siblings spawned at epoch {SMOKE.spawn_epochs[0]}: mean pairwise IoU" in text
