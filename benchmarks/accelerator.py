@@ -260,15 +260,16 @@ OTHER_KERNELS = "other fusions (elementwise, BN apply, optimizer, augmentation)"
 
 
 def profile_row(b: Bench, way: str, k: int) -> dict:
-    """Where one way's time goes: `profile_steps` iterations (whole programs: a multiple of
-    its iterations per call) traced by the JAX profiler, then the device's kernels summed by
-    kind (from the Perfetto trace's device processes) and counted per network and step. Busy
-    time over wall time says how much of the step the device spends computing at all."""
+    """Where one way's time goes: `profile_steps` iterations traced by the JAX profiler (as
+    programs of at most that many iterations: the same loop body, so the same kernels per
+    iteration, and a short trace), then the device's kernels summed by kind (from the Perfetto
+    trace's device processes) and counted per network and step. Busy time over wall time says
+    how much of the step the device spends computing at all."""
     import glob
     import gzip
 
     kw, model, fields = _how(b, way)
-    per_call = kw["steps_per_call"]
+    per_call = kw["steps_per_call"] = min(kw["steps_per_call"], b.size["profile_steps"])
     steps = -(-b.size["profile_steps"] // per_call) * per_call
     states = siblings.spawn(b.variables, k, b.recipe)
     keys = jax.random.split(jax.random.key(2), k)

@@ -2,8 +2,9 @@
 # The prepared calls of a lent GPU (issues 17, 22, 24), run from the checkout with PYTHONPATH=.
 # (the device hosts have jax, flax, optax, orbax, tqdm and matplotlib; nothing is installed).
 #
-#   bash benchmarks/gpu_calls.sh rank    # < 4 min: every speed candidate of issue 24 (hybrid,
-#                                        # streams, XLA's CUDA graphs, flat updates, bf16) against
+#   bash benchmarks/gpu_calls.sh rank    # < 4 min (120 s of rows): every speed candidate of
+#                                        # issue 24 (hybrid, streams, XLA's CUDA graphs, flat
+#                                        # updates, bf16) against
 #                                        # the default at k = 10 and 4, kernels per network-step
 #                                        # of the default and the fastest; convolution algorithms
 #                                        # dumped to $OUT/autotune.textproto for later calls.
@@ -47,7 +48,7 @@ rank)
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total \
         --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
     timeout 225 python benchmarks/accelerator.py --out="$OUT" --modes=rank --ks=10,4 --steps=50 \
-        --profile --budget="${BUDGET:-150}" --pin_autotune="$OUT/autotune.textproto" 2>&1 \
+        --profile --budget="${BUDGET:-120}" --pin_autotune="$OUT/autotune.textproto" 2>&1 \
         | tee "$OUT/rank.log"
     mkdir -p /tmp/jl_in && cp "$OUT/accelerator.json" "$OUT/autotune.textproto" /tmp/jl_in/ 2>/dev/null
     ;;
