@@ -14,16 +14,16 @@ from conftest import ENV, REPO
 def test_accelerator_benchmark_quick_mode(tmp_path):
     """The one-call device benchmark at tiny sizes: every section, the table and the projection."""
     proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "accelerator.py"),
-                           "--quick", f"--out={tmp_path}", "--budget=240"], env=ENV,
+                           "--quick", f"--out={tmp_path}", "--budget=240", "--ks=2"], env=ENV,
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "accelerator.json").read_text())
     assert res["environment"]["backend"] == "cpu" and res["environment"]["versions"]["jax"]
     ways = {(r["mode"], r["strategy"], r["k"]) for r in res["training"] if "images_per_s" in r}
-    # Every way of training the stack at the first stack size; later ones measured or listed.
+    # Every way of training the stack (one stack size: the later ones' choice of ways is
+    # the ranking call's, tested below).
     assert {("step", "vmap", 2), ("step", "loop", 2), ("step", "separate", 2),
             ("program", "vmap", 2), ("program", "loop", 2), ("program", "map", 2)} <= ways
-    assert ("step", "vmap", 1) in ways or "step:vmap k=1" in res["skipped"]
     for r in res["training"]:
         assert r["images_per_s"] > 0 and r["compile_s"] >= 0 and r["tflops"] > 0
     assert res["flops_per_image"] > 0 and res["matmul_tflops"] > 0
