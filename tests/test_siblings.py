@@ -16,7 +16,7 @@ def optimized():
     XLA:CPU computes the vmapped *masked* step differently (BN-bias updates 3% apart after one
     step, while unmasked steps and forward passes agree); production never runs that mode."""
     before = jax.config.read("jax_disable_most_optimizations")
-    threshold = jax.config.read("jax_persistent_cache_min_compile_time_secs")
+    threshold = jax.config.jax_persistent_cache_min_compile_time_secs
     jax.config.update("jax_disable_most_optimizations", False)
     # Nothing of this module goes to the suite's persistent cache: in the full suite, writing
     # its optimized programs there crashed XLA:CPU's executable serialization twice
