@@ -106,6 +106,7 @@ def test_runs_of_different_designs_are_refused(field, value):
         paired_runs.compare(a, b)
 
 
+@pytest.mark.slow  # five subprocesses
 @pytest.mark.parametrize("vary", ["seed=3", "compute_dtype", "compute_dtype=float16",
                                   "compute_dtype=float32", "strategy=bogus"])
 def test_bad_vary_fails_with_one_line(tmp_path, vary):
