@@ -11,7 +11,7 @@ from typing import Any
 from jaxlottery.masks import COMPOSITIONS
 
 
-STRATEGIES = ("vmap", "hybrid", "loop", "map", "streams", "separate")  # jaxlottery.siblings describes them
+STRATEGIES = ("vmap", "hybrid", "loop", "map", "streams", "separate")  # jaxlottery.execution describes them
 COMPUTE_DTYPES = ("float32", "bfloat16")
 XLA_OPTION_SETS = ("none", "graphs", "concurrent", "concurrent_unrolled")  # siblings.XLA_OPTIONS
 
