@@ -24,8 +24,8 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import (checkpoint, estimate, files, imp, masks, models, paths, provenance,
-                        sharding, siblings, stages)
+from jaxlottery import (checkpoint, estimate, files, hardware, imp, masks, models, paths,
+                        provenance, sharding, siblings, stages)
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config, ConfigError
@@ -168,16 +168,20 @@ def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
 
 
 def check_memory(config: Config, dataset: data_lib.Dataset) -> None:
-    """Raise ConfigError, before any training, when the largest stack cannot fit the device: on
-    a GPU or TPU (which report their memory; a CPU does not, and is not checked) the dataset on
-    the device plus the training program's need (`siblings.member_bytes` per network: all k
+    """Raise ConfigError, before any training, when the largest stack cannot fit the memory it
+    will live in: a GPU's or TPU's (which report it) or, on the CPU backend, the host's memory
+    available now (`hardware.host_available_bytes`; unchecked where the OS does not say). The
+    need is the dataset plus the training program's (`siblings.member_bytes` per network: all k
     members at once for vmap and hybrid, one at a time plus k states for the strategies that
-    run members in sequence) against the memory free now. The estimate and what to change are
-    in the message."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" not in stats:
+    run members in sequence). The estimate and what to change are in the message."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        free, where = stats["bytes_limit"] - stats.get("bytes_in_use", 0), device.device_kind
+    elif jax.default_backend() == "cpu" and (free := hardware.host_available_bytes()) is not None:
+        where = "this host's memory (the CPU backend)"
+    else:
         return
-    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
     n, shape = len(dataset.y_train), tuple(dataset.image_shape)
     model = models.resnet(config.model_depth, config.model_width, dataset.num_classes,
                           config.compute_dtype)
@@ -196,9 +200,9 @@ def check_memory(config: Config, dataset: data_lib.Dataset) -> None:
         raise ConfigError(
             f"--k: a stack of {stack} networks (ResNet-{config.model_depth} width "
             f"{config.model_width}, batch {config.batch_size}) needs about {gb(need)} on "
-            f"{jax.devices()[0].device_kind} ({gb(per_member)} per network"
-            f"{' at once' if together else ''}, {gb(data_bytes)} of data) and {gb(free)} are "
-            f"free; lower --k, --retrain_chunk, --batch_size or --model_width"
+            f"{where} ({gb(per_member)} per network{' at once' if together else ''}, "
+            f"{gb(data_bytes)} of data) and {gb(free)} are free; lower --k, --retrain_chunk, "
+            f"--batch_size or --model_width"
             f"{', or run members in sequence (--strategy=map)' if together else ''}")
 
 

@@ -4,7 +4,8 @@ on its CPU because the installed jaxlib has no CUDA.
 JAX falls back to the CPU with a warning when its GPU or TPU plugin is missing or does not match
 the driver; a study started that way runs for days. `check` stops such a run before any data are
 loaded, with one line naming the extra to install, unless the user asked for the CPU
-(`--allow_cpu`, or JAX_PLATFORMS naming cpu). `describe` is the first line every run prints.
+(`--allow_cpu`, or JAX_PLATFORMS naming cpu). `describe` is the first line every run prints;
+`host_available_bytes` is the memory a CPU run may still take (a CPU reports none to JAX).
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ def check(allow_cpu: bool = False, seen: dict[str, str] | None = None) -> None:
         f"this machine has a {kind.upper()} ({what}) but JAX computes on the CPU (jax "
         f"{jax.__version__} has no working {kind.upper()} plugin here): {INSTALL[kind]}, or pass "
         f"--allow_cpu to train on the CPU anyway")
+
+
+def host_available_bytes() -> int | None:
+    """The host memory available to a new allocation now: Linux's MemAvailable (free memory plus
+    what the kernel can reclaim), else free pages from sysconf; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def describe() -> str:

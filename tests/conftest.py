@@ -52,6 +52,18 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_programs():
+    """Each test module's compiled programs are released when it ends. Every XLA:CPU executable
+    holds a few memory mappings of JIT code (about 6 for a small program), and one process
+    compiling the whole suite passed Linux's default limit of 65,530 mappings per process
+    (vm.max_map_count): LLVM aborted with "Unable to allocate section memory" in test_siblings
+    (CI, 2026-12-06; the earlier segfaults while serializing to the persistent cache had the
+    same cause). Programs a later module needs again come back from the persistent cache."""
+    yield
+    jax.clear_caches()
+
+
 # --- the smoke study, shared by the end-to-end and reliability tests ---------------------------
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

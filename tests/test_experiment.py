@@ -398,15 +398,22 @@ def test_natural_density_retrains_composed_masks_at_their_own_density(tmp_path):
 
 def test_a_stack_the_device_cannot_hold_is_refused_before_training(monkeypatch):
     """On a device that reports its memory (GPU, TPU), the largest stack is checked against the
-    memory free: refused with the estimate and what to change; the CPU reports none."""
+    memory free; on the CPU backend against the host's available memory; refused with the
+    estimate and what to change."""
     import jax
 
-    from jaxlottery import data, experiment, siblings
+    from jaxlottery import data, experiment, hardware, siblings
     from jaxlottery.config import ConfigError
 
     cfg = config.preset("smoke")
     dataset = data.synthetic(num_train=256, num_test=128)
-    experiment.check_memory(cfg, dataset)  # the CPU: nothing to check
+    experiment.check_memory(cfg, dataset)  # this host holds the smoke run
+    monkeypatch.setattr(hardware, "host_available_bytes", lambda: 10_000_000)
+    with pytest.raises(ConfigError, match=r"--k: a stack of 3 networks .* on this host's memory "
+                                          r"\(the CPU backend\) .* 10.0 MB are free; lower --k"):
+        experiment.check_memory(cfg, dataset)
+    monkeypatch.setattr(hardware, "host_available_bytes", lambda: None)
+    experiment.check_memory(cfg, dataset)  # an OS that does not say: nothing to check
     per_member = siblings.member_bytes(
         models.resnet(cfg.model_depth, cfg.model_width), train.Recipe.from_config(cfg), 256,
         (32, 32, 3))

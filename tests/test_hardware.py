@@ -52,3 +52,18 @@ def test_what_the_operating_system_shows(monkeypatch):
         monkeypatch.delenv("JAX_PLATFORMS", raising=False)
         hardware.check()
     hardware.check(seen={})  # nothing visible: the CPU is all there is
+
+
+def test_host_available_memory_reads_meminfo_then_sysconf(monkeypatch):
+    with open("/proc/meminfo") as f:
+        meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+    available = hardware.host_available_bytes()
+    assert 0 < available <= meminfo["MemTotal"]
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr("builtins.open", no_proc)  # a host without /proc (macOS)
+    assert 0 < hardware.host_available_bytes() <= meminfo["MemTotal"]
+    monkeypatch.setattr(os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError(name)))
+    assert hardware.host_available_bytes() is None

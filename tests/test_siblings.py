@@ -16,16 +16,9 @@ def optimized():
     XLA:CPU computes the vmapped *masked* step differently (BN-bias updates 3% apart after one
     step, while unmasked steps and forward passes agree); production never runs that mode."""
     before = jax.config.read("jax_disable_most_optimizations")
-    threshold = jax.config.jax_persistent_cache_min_compile_time_secs
     jax.config.update("jax_disable_most_optimizations", False)
-    # Nothing of this module goes to the suite's persistent cache: in the full suite, writing
-    # its optimized programs there crashed XLA:CPU's executable serialization twice
-    # (2026-12-06, jax 0.10.2; not reproduced with the module alone). Its programs compile here
-    # once either way.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1e9)
     yield
     jax.config.update("jax_disable_most_optimizations", before)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
 
 
 @pytest.fixture(scope="module")
