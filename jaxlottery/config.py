@@ -73,6 +73,10 @@ class Config:
                                            "siblings split")
     densities: tuple[float, ...] = option(PAPER_DENSITIES, "fractions of weights kept, for the "
                                           "consistency analysis")
+    criterion: str = option("magnitude", "what ranks the trained weights for every mask "
+                            "(one-shot, composed, IMP): magnitude (the paper's), movement, snip "
+                            "or random (jaxlottery.criteria); W_t's reference masks stay "
+                            "magnitude")
     independent_inits: int = option(3, "control networks trained from different inits (0 or >= 2)")
     spawn_iterations: tuple[int, ...] = option((), "more spawn points, in iterations of shared "
                                                "training (beside --spawn_epochs; the LMC paper "

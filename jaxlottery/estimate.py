@@ -53,7 +53,10 @@ def science_notes(cfg: Config, n_train: int) -> list[str]:
              "(exp(-wd/(1-momentum) x sum of learning rates); the paper's recipe: 0.04)"
              + ("" if kept <= TESTABLE else
                 f"; above {TESTABLE:.2f}, this run cannot test claim 1 (near chance at "
-                "t = 0): its masks largely restate W_0's magnitudes")]
+                "t = 0): its magnitude masks would largely restate W_0's magnitudes")]
+    if cfg.criterion != "magnitude":
+        lines.append(f"criterion: masks rank by {cfg.criterion}, not the paper's magnitude: this "
+                     "run does not test the paper's claims about magnitude masks")
     late = cfg.late_spawn_points(n_train)
     if late:
         lines.append(f"WARNING: spawn point(s) {', '.join(map(str, late))} lie at or after the "

@@ -41,7 +41,8 @@ def level_density(level: int, rate: float = 0.2) -> float:
 
 def prune_further(params: Params, mask: Mask, density: float) -> Mask:
     """The next level of single-network IMP: keep the `density` fraction (of all prunable
-    weights, exactly) of largest |w| among the weights `mask` still keeps."""
+    weights, exactly) of largest |w| among the weights `mask` still keeps. `params` may be any
+    nonnegative scores instead (`jaxlottery.criteria`): they rank the same way."""
     if float(density) > float(masks.density(mask)):
         raise ValueError(f"density {density} is above the current mask's "
                          f"{float(masks.density(mask)):.4f}: IMP only prunes further")
@@ -55,9 +56,12 @@ def compose_further(params_stack: Params, mask: Mask, density: float,
     """The next level of parallel IMP: the k siblings (a stack, trained under `mask`) composed
     (`how`: a name in `masks.COMPOSITIONS`, or m of k) at exactly `density`
     (`masks.compose(..., exact=True)`). A pruned weight is exactly zero
-    in every sibling, so it ranks below every surviving weight and cannot come back."""
+    in every sibling, so it ranks below every surviving weight and cannot come back. The stack
+    may be nonnegative scores instead of weights (`jaxlottery.criteria`); a survivor whose
+    score is exactly 0 in every sibling ties with the pruned weights, and the result is kept
+    inside `mask` (one fewer weight per such tie, never a pruned one back)."""
     if float(density) > float(masks.density(mask)):
         raise ValueError(f"density {density} is above the current mask's "
                          f"{float(masks.density(mask)):.4f}: IMP only prunes further")
     composed, _ = masks.compose(masks.apply(params_stack, mask), density, how=how, exact=True)
-    return composed
+    return masks.intersection([composed, mask])

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import jax
 
-from jaxlottery import checkpoint, files, paths, sharding, siblings, stacks
+from jaxlottery import checkpoint, criteria, files, paths, sharding, siblings, stacks
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import Config
@@ -125,6 +125,29 @@ class Context:
         for n in names:
             k = jax.random.fold_in(k, n)
         return k
+
+    def scorer(self, start: dict, keys: list, step: int,
+               stacked: bool = False) -> Callable[[Any], Any]:
+        """`params stack -> scores` of `--criterion` (`jaxlottery.criteria`) for members that
+        started from the variables `start` (one network shared by all, or a stack when
+        `stacked`) at iteration `step` with data keys `keys`; each member's own score key is
+        `fold_in(data key, train.MASK_SCORES)`. SNIP's gradients are taken once, when first
+        needed."""
+        name = self.config.criterion
+        needs = criteria.get(name).needs
+        score_keys = jax.numpy.stack([jax.random.fold_in(key, train_lib.MASK_SCORES)
+                                      for key in keys])
+        grads: list = []
+
+        def scores(params):
+            if "grads" in needs and not grads:
+                grads.append(stacks.stack([train_lib.batch_gradients(
+                    stacks.index(start, i) if stacked else start, key, self.data,
+                    model=self.model, recipe=self.recipe, step=step,
+                    batches=criteria.SNIP_BATCHES) for i, key in enumerate(keys)]))
+            return criteria.scores(name, criteria.Evidence(
+                params, start["params"], score_keys, grads[0] if grads else None))
+        return scores
 
     def bar(self, stage: str, what: str, total: int):
         """A progress bar for part of a stage, labelled "[i/n] what"; None without progress."""

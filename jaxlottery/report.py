@@ -142,7 +142,8 @@ def markdown(results: dict) -> str:
            f"Data: {ds['name']}{synthetic}, {ds['train']} train / {ds['test']} test images "
            f"{tuple(ds['image_shape'])}, {ds['num_classes']} classes. Model: ResNet-"
            f"{cfg['model_depth']} width {cfg['model_width']}. {cfg['epochs']} epochs, batch "
-           f"{cfg['batch_size']}, k = {cfg['k']} siblings, seed {cfg['seed']}.\n",
+           f"{cfg['batch_size']}, k = {cfg['k']} siblings, seed {cfg['seed']}. "
+           + _criterion_words(cfg) + "\n",
            f"Ran on {env['device_kind']} ({env['backend']}, {env['device_count']} device(s)), "
            f"jax {env['jax']}: {sum(timing['seconds_per_stage'].values()):.0f} s of training, "
            f"{timing['images_per_s'] or 0:.0f} images/s.\n",
@@ -170,6 +171,17 @@ def markdown(results: dict) -> str:
            *_composition(results)]
     out += _beyond_the_paper(results)
     return "\n".join(out)
+
+
+def _criterion_words(cfg: dict) -> str:
+    """What ranked the weights for every mask: the paper's |w_T|, or another criterion (whose
+    masks then are not the paper's; W_t's reference masks stay magnitude masks)."""
+    name = cfg.get("criterion", "magnitude")
+    if name == "magnitude":
+        return "Masks: global magnitude |w_T| (the paper's)."
+    return (f"Masks: the **{name}** criterion ranks the weights of every mask (one-shot, "
+            f"composed, IMP; `jaxlottery.criteria`), not the paper's magnitude; the spawn "
+            f"weights' reference masks stay magnitude masks.")
 
 
 def _composition(results: dict) -> list[str]:

@@ -69,9 +69,18 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
     spawn_vars = out["shared"][t]
     # Host arrays: slicing them compiles nothing.
     dense = jax.tree.map(np.asarray, out["siblings"]["spawned"][t]["variables"]["params"])
-    current = {"imp": (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, 1))}
+    # Per chain: its mask, the networks trained under it and their data keys (to score them).
+    dense_keys = [ctx.sibling_key(t, i) for i in range(n_sib)]
+    current = {"imp": (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, 1),
+                       dense_keys[:1])}
     for how in chains[2:]:
-        current[how] = (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, n_sib))
+        current[how] = (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, n_sib),
+                        dense_keys)
+
+    def scores(chain: str):  # the --criterion scores of a chain's networks, from W_t
+        _, params, keys = current[chain]
+        return ctx.scorer(spawn_vars, keys, ctx.spawn_step(t))(params)
+
     rows = []
     for level in range(1, cfg.imp_levels + 1):
         d = imp.level_density(level, cfg.imp_rate)
@@ -80,14 +89,16 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
             members, ms = [], []
             for chain in chains:
                 if chain == "imp":
-                    m, size = imp.prune_further(stacks.index(current["imp"][1], 0),
+                    m, size = imp.prune_further(stacks.index(scores("imp"), 0),
                                                 current["imp"][0], d), 1
                 elif chain == "oneshot":
                     if level == 1:
                         continue
-                    m, size = masks.magnitude_prune(stacks.index(dense, 0), d), 1
+                    m, size = masks.magnitude_prune(
+                        stacks.index(ctx.scorer(spawn_vars, dense_keys[:1], ctx.spawn_step(t))(
+                            stacks.first(dense, 1)), 0), d), 1
                 else:
-                    m, size = imp.compose_further(current[chain][1], current[chain][0], d,
+                    m, size = imp.compose_further(scores(chain), current[chain][0], d,
                                                   chain), n_sib
                 for i in range(size):
                     members.append({"chain": chain, "member": i, "level": level,
@@ -109,7 +120,8 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
             if chain == "oneshot":
                 continue
             idx = np.asarray([i for i, m in enumerate(members) if m["chain"] == chain])
-            current[chain] = (stacks.index(stack, int(idx[0])), stacks.take(outcome["params"], idx))
+            current[chain] = (stacks.index(stack, int(idx[0])), stacks.take(outcome["params"], idx),
+                              [keys[i] for i in idx])
     return rows
 
 

@@ -75,6 +75,7 @@ def sibling_networks(ctx: Context, out: dict) -> dict:
         keys = [ctx.sibling_key(t, i) for i in range(cfg.k)]
         spawned[t] = _trained(ctx, paths.siblings(t), states, keys,
                               f"siblings spawned at {_spawn_words(ctx, t)}",
+                              ctx.scorer(out["shared"][t], keys, ctx.spawn_step(t)),
                               out["shared"][t]["params"])
     independent = None
     if cfg.independent_inits:
@@ -82,7 +83,7 @@ def sibling_networks(ctx: Context, out: dict) -> dict:
         states = stacks.stack([train_lib.init_state(v, ctx.recipe) for v in inits])
         keys = [ctx.key(INDEPENDENT, j, 1) for j in range(cfg.independent_inits)]
         independent = _trained(ctx, paths.INDEPENDENT, states, keys, "independent inits (control)",
-                               states.params, stacked=True)
+                               _independent_scorer(ctx), states.params, stacked=True)
     return {"spawned": spawned, "independent": independent}
 
 
@@ -90,16 +91,24 @@ def _spawn_words(ctx: Context, t: int | str) -> str:
     return f"iteration {ctx.spawn_step(t)}" if isinstance(t, str) else f"epoch {t}"
 
 
-def _trained(ctx: Context, folder: str, states, keys: list, what: str, start_params,
-             stacked: bool = False) -> dict:
+def _independent_scorer(ctx: Context) -> Callable:
+    """The criterion's scores of the control networks, each against its own init."""
+    n = ctx.config.independent_inits
+    inits = stacks.stack([_init(ctx, ctx.key(INDEPENDENT, j)) for j in range(n)])
+    return ctx.scorer(inits, [ctx.key(INDEPENDENT, j, 1) for j in range(n)], 0, stacked=True)
+
+
+def _trained(ctx: Context, folder: str, states, keys: list, what: str, scorer: Callable,
+             start_params, stacked: bool = False) -> dict:
     """A stack trained to the end of the schedule (or read back): variables and history, its
-    snapshots recorded against the masks of `start_params` (one network's, or a stack)."""
+    snapshots (the masks of `scorer`'s scores) recorded against the magnitude masks of
+    `start_params` (one network's, or a stack)."""
     final, hist_path = ctx.path(paths.final(folder)), ctx.path(paths.history(folder))
     if not done(ctx, final):
         bar = ctx.bar("siblings", what, ctx.total_steps - int(states.step[0]))
         states, history = train_stage(ctx, folder, states, jnp.stack(keys), bar,
-                                      on_epoch=_snapshot_hook(ctx, start_params, stacked,
-                                                              stacks.size(states)))
+                                      on_epoch=_snapshot_hook(ctx, scorer, start_params,
+                                                              stacked, stacks.size(states)))
         if bar is not None:
             bar.close()
         write(checkpoint.write_json, hist_path, history)
@@ -108,7 +117,8 @@ def _trained(ctx: Context, folder: str, states, keys: list, what: str, start_par
     return {"variables": variables, "history": checkpoint.read_json(hist_path)}
 
 
-def _snapshot_hook(ctx: Context, start_params, stacked: bool, k: int) -> Callable | None:
+def _snapshot_hook(ctx: Context, scorer: Callable, start_params, stacked: bool,
+                   k: int) -> Callable | None:
     """The per-epoch hook that records the stack's mask consistency at each snapshot epoch in
     the epoch's history record (so the checkpoint that follows keeps it), or None."""
     epochs, densities = set(ctx.config.snapshots()), tuple(ctx.config.densities)
@@ -122,7 +132,7 @@ def _snapshot_hook(ctx: Context, start_params, stacked: bool, k: int) -> Callabl
         if not refs:  # the starting weights' masks, made once, when first needed
             refs.append(consistency_stats.references(start_params, densities, k, stacked))
         params = st.params if sharding.fully_addressable(st.params) else sharding.gather(st.params)
-        record["snapshot"] = consistency_stats.snapshot_rows(params, refs[0], densities)
+        record["snapshot"] = consistency_stats.snapshot_rows(scorer(params), refs[0], densities)
     return hook
 
 
@@ -132,24 +142,37 @@ def _init(ctx: Context, key) -> dict:
                        ctx.dataset.image_shape)
 
 
+def _sibling_scores(ctx: Context, out: dict, t: int | str):
+    """The criterion's scores of the siblings spawned at t (a stack)."""
+    keys = [ctx.sibling_key(t, i) for i in range(ctx.config.k)]
+    return ctx.scorer(out["shared"][t], keys, ctx.spawn_step(t))(
+        out["siblings"]["spawned"][t]["variables"]["params"])
+
+
 def mask_files(ctx: Context, out: dict) -> dict:
     """Mask files per (kind, t, density index): siblings, spawn weights, independent inits."""
     cfg, nets = ctx.config, out["siblings"]
     files = {}
     for t in ctx.spawn_points:
+        scores: list = []  # made once per spawn point, when a mask is missing
         for i, d in enumerate(cfg.densities):
-            for kind, params, stacked in (("siblings", nets["spawned"][t]["variables"]["params"], True),
-                                          ("spawn", out["shared"][t]["params"], False)):
-                path = ctx.path(paths.sibling_masks(kind, t, i))
-                if not done(ctx, path):
-                    write(masks.save, path, masks.magnitude_prune(params, d, stacked=stacked))
-                files[kind, t, i] = path
+            path = ctx.path(paths.sibling_masks("siblings", t, i))
+            if not done(ctx, path):
+                scores = scores or [_sibling_scores(ctx, out, t)]
+                write(masks.save, path, masks.magnitude_prune(scores[0], d, stacked=True))
+            files["siblings", t, i] = path
+            path = ctx.path(paths.sibling_masks("spawn", t, i))
+            if not done(ctx, path):  # the reference: W_t's own magnitude mask
+                write(masks.save, path, masks.magnitude_prune(out["shared"][t]["params"], d))
+            files["spawn", t, i] = path
     if nets["independent"] is not None:
+        scores = []
         for i, d in enumerate(cfg.densities):
             path = ctx.path(paths.independent_masks(i))
             if not done(ctx, path):
-                write(masks.save, path, masks.magnitude_prune(
-                    nets["independent"]["variables"]["params"], d, stacked=True))
+                scores = scores or [_independent_scorer(ctx)(
+                    nets["independent"]["variables"]["params"])]
+                write(masks.save, path, masks.magnitude_prune(scores[0], d, stacked=True))
             files["independent", None, i] = path
     return files
 
@@ -237,16 +260,18 @@ def composition(ctx: Context, out: dict) -> dict[int, dict]:
     """Per retraining spawn point t, the masks to retrain from W_t: composed, one-shot
     baselines, random and re-initialized baselines; with their metadata (method, k,
     densities, whether re-initialized)."""
-    return {t: _composed(ctx, t, out["siblings"]["spawned"][t], out["shared"][t])
+    return {t: _composed(ctx, t, lambda t=t: _sibling_scores(ctx, out, t), out["shared"][t])
             for t in ctx.config.retrain_spawn_epochs}
 
 
-def _composed(ctx: Context, t: int, sib: dict, spawn_vars: dict) -> dict:
+def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict) -> dict:
+    """The masks retrained from W_t, ranked by the siblings' `--criterion` scores (made by
+    `sibling_scores()` only when the masks are not there yet)."""
     cfg = ctx.config
     mask_path = ctx.path(paths.composition(t, "masks"))
     meta_path = ctx.path(paths.composition(t, "meta"))
     if not (done(ctx, mask_path) and done(ctx, meta_path)):
-        params = sib["variables"]["params"]
+        params = sibling_scores()  # what every mask below ranks (|w_T| for magnitude)
         entries, ms = [], []
 
         def add(entry: dict, m, d: float):

@@ -9,12 +9,14 @@ computed together (vmap, a loop inside one jit, or one jit per member) is the `s
 Randomness of a member comes only from its data key (`fold_in` names):
 - data order of epoch e: `fold_in(fold_in(key, DATA_ORDER), e)`
 - augmentation at global iteration s: `fold_in(fold_in(key, AUGMENT), s)`
+- scores that draw (the `random` pruning criterion): `fold_in(key, MASK_SCORES)`
 so member i of a k-member run sees exactly what a 1-member run with the same key sees.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -29,6 +31,7 @@ from jaxlottery import masks as masks_lib
 
 DATA_ORDER = 0  # fold_in tag: per-epoch permutation
 AUGMENT = 1  # fold_in tag: per-iteration flips and crops
+MASK_SCORES = 2  # fold_in tag: the member's key for scores that draw (criterion `random`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,14 +136,7 @@ def train_step(state: TrainState, mask: Any, key: jax.Array, perm: jax.Array,
     update on one vector per network (`flat_update`). Returns summed metrics.
     """
     n = data.x_train.shape[0]
-    spe = recipe.steps_per_epoch(n)
-    start = (state.step % spe) * recipe.batch_size
-    idx = jax.lax.dynamic_slice(perm, (start,), (batch,))
-    images, labels = data.x_train[idx], data.y_train[idx]
-    if recipe.augment:
-        images = data_lib.augment(jax.random.fold_in(jax.random.fold_in(key, AUGMENT), state.step),
-                                  images)
-    x = data_lib.normalize(images, data.mean, data.std)
+    x, labels = batch_at(state.step, key, perm, data, recipe, batch)
 
     def loss_fn(params):
         logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
@@ -154,6 +150,46 @@ def train_step(state: TrainState, mask: Any, key: jax.Array, perm: jax.Array,
     metrics = {"loss": loss * batch, "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
                "count": jnp.asarray(batch, jnp.int32)}
     return TrainState(params, batch_stats, opt_state, state.step + 1), metrics
+
+
+def batch_at(step: jax.Array, key: jax.Array, perm: jax.Array, data: data_lib.DeviceData,
+             recipe: Recipe, batch: int) -> tuple[jax.Array, jax.Array]:
+    """The normalized (and, per the recipe, augmented) images and labels of global iteration
+    `step` for the member with data key `key`, whose epoch's order is `perm`."""
+    spe = recipe.steps_per_epoch(data.x_train.shape[0])
+    start = (step % spe) * recipe.batch_size
+    idx = jax.lax.dynamic_slice(perm, (start,), (batch,))
+    images, labels = data.x_train[idx], data.y_train[idx]
+    if recipe.augment:
+        images = data_lib.augment(jax.random.fold_in(jax.random.fold_in(key, AUGMENT), step),
+                                  images)
+    return data_lib.normalize(images, data.mean, data.std), labels
+
+
+def batch_gradients(variables: dict, key: jax.Array, data: data_lib.DeviceData, *,
+                    model: nn.Module, recipe: Recipe, step: int, batches: int) -> Any:
+    """The mean gradient of the training loss at `variables` over the `batches` batches the
+    member with data key `key` sees from global iteration `step` (BN in training mode, its
+    statistics not updated): what SNIP scores (`jaxlottery.criteria`)."""
+    n = data.x_train.shape[0]
+    spe = recipe.steps_per_epoch(n)
+    total = None
+    for s in range(step, step + batches):
+        perm = epoch_permutation(key, jnp.asarray(s // spe), n)
+        size = recipe.batch_size if s % spe < spe - 1 else n - (spe - 1) * recipe.batch_size
+        x, labels = batch_at(jnp.asarray(s), key, perm, data, recipe, size)
+        grads = _gradients(variables, x, labels, model)
+        total = grads if total is None else jax.tree.map(jnp.add, total, grads)
+    return jax.tree.map(lambda g: g / batches, total)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _gradients(variables: dict, x: jax.Array, labels: jax.Array, model: nn.Module) -> Any:
+    def loss_fn(params):
+        logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                                train=True, mutable=["batch_stats"])
+        return jnp.mean(cross_entropy(logits, labels))
+    return jax.grad(loss_fn)(variables["params"])
 
 
 def update(params: Any, opt_state: Any, grads: Any, mask: Any, lr: jax.Array,

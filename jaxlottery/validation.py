@@ -8,6 +8,7 @@ import dataclasses
 import math
 from typing import Any
 
+from jaxlottery.criteria import CRITERIA
 from jaxlottery.masks import COMPOSITIONS
 
 
@@ -166,6 +167,8 @@ def check_config(c: Any) -> None:
          f"must be one of {', '.join(XLA_OPTION_SETS)}, got {c.xla_options!r}")
     need(c.flat_update is None or isinstance(c.flat_update, bool), "flat_update",
          f"must be true or false, got {c.flat_update!r}")
+    need(isinstance(c.criterion, str) and c.criterion in CRITERIA, "criterion",
+         f"must be one of {', '.join(CRITERIA)}, got {c.criterion!r}")
     need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
          f"must be one of {', '.join(COMPUTE_DTYPES)}, got {c.compute_dtype!r}")
     need(c.steps_per_call is None or (_is_int(c.steps_per_call) and c.steps_per_call >= 1),

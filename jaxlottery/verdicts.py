@@ -57,6 +57,12 @@ def imprint_sentence(results: dict) -> str:
     text = (f"This run's schedule keeps {kept:.2f} of each weight's initial value in the final "
             f"weights (exp(-wd/(1-momentum) x sum of learning rates); the paper's recipe keeps "
             f"about 0.04)")
+    criterion = results["config"].get("criterion", "magnitude")
+    if criterion != "magnitude":
+        return text + (f". Its masks rank by the {criterion} criterion, not the paper's "
+                       "magnitude, so it does not test claim 1 (a claim about magnitude masks) "
+                       "whatever the imprint; beside a magnitude run from the same seed it says "
+                       "how much of that run's overlap comes from ranking by magnitude.")
     if kept > imp["testable_below"]:
         return text + (f": more than {imp['testable_below']:.2f}, so its magnitude masks largely "
                        "restate W_0's magnitudes and it cannot test claim 1 (near chance at "

@@ -61,6 +61,7 @@ FLAGS = [
     ("negative batch size", ["--batch_size=-1"]), ("learning rate 0", ["--lr=0"]),
     ("momentum 1.5", ["--momentum=1.5"]), ("unknown composition", ["--compose=xor"]),
     ("unknown strategy", ["--strategy=pmap"]), ("unknown compute dtype", ["--compute_dtype=float16"]),
+    ("unknown pruning criterion", ["--criterion=SNIP"]),
     ("unknown XLA option set", ["--xla_options=fastest"]),
     ("flat updates not a boolean", ["--flat_update=maybe"]),
     ("a compilation cache that is a file", ["--compilation_cache=/etc/hostname"]),

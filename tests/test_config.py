@@ -94,6 +94,8 @@ def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():
     # bfloat16 arithmetic computes something else: a run of its own; float32 keeps old ids.
     assert Config(compute_dtype="float32").run_id() == Config().run_id()
     assert Config(compute_dtype="bfloat16").run_id() != Config().run_id()
+    assert Config(criterion="magnitude").run_id() == Config().run_id()  # existing ids kept
+    assert Config(criterion="movement").run_id() != Config().run_id()
 
 
 def test_adding_an_option_with_a_default_keeps_old_ids():
@@ -117,7 +119,9 @@ def test_presets_are_valid(name):
     (dict(independent_inits=1), "--independent_inits"), (dict(strategy="pmap"), "--strategy"),
     (dict(lr_drop_epochs=(200,)), "--lr_drop_epochs"), (dict(train_subset=0), "--train_subset"),
     (dict(checkpoint_every=0), "--checkpoint_every"), (dict(strategy="pjit"), "--strategy"),
-    (dict(compute_dtype="float16"), "--compute_dtype"), (dict(xla_options="fast"), "--xla_options"),
+    (dict(compute_dtype="float16"), "--compute_dtype"),
+    (dict(criterion="size"), "--criterion"), (dict(criterion=None), "--criterion"),
+    (dict(xla_options="fast"), "--xla_options"),
     (dict(flat_update="yes"), "--flat_update"),
 ])
 def test_bad_settings_name_their_flag(change, flag):

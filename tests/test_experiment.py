@@ -435,3 +435,49 @@ def test_a_stack_the_device_cannot_hold_is_refused_before_training(monkeypatch):
                                           r"small GPU .*\(--strategy=map\)"):
         experiment.check_memory(vmap, dataset)
     experiment.check_memory(dataset=dataset, config=dataclasses.replace(cfg, strategy="map"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("criterion", ["movement", "snip", "random"])
+def test_a_criterion_ranks_every_mask_of_the_study(tmp_path, criterion):
+    """`--criterion` reaches the siblings' masks (checked by hand for movement: |w_T - W_t|),
+    their snapshots, the composed masks and IMP (which never brings a pruned weight back);
+    the run has its own id and its report names the criterion; random masks agree at chance."""
+    from jaxlottery import config, criteria, stacks
+
+    base = dict(k=3, k_values=(3,), epochs=2, lr_drop_epochs=(1,), spawn_epochs=(0,),
+                retrain_spawn_epochs=(0,), densities=(0.3,), retrain_densities=(0.3,),
+                baseline_siblings=1, independent_inits=2, lmc_pairs=0, imp_levels=2,
+                random_baselines=(), snapshot_epochs=(1,))
+    cfg = config.preset("smoke", criterion=criterion, **base)
+    assert cfg.run_id() != config.preset("smoke", **base).run_id()
+    results = experiment.run(cfg, workdir=str(tmp_path), progress=False, log=lambda _: None)
+    rundir = tmp_path / cfg.run_id()
+    final = checkpoint.load_arrays(str(rundir / paths.final(paths.siblings(0))))["params"]
+    w0 = checkpoint.load_arrays(str(rundir / paths.spawn_weights(0)))["params"]
+    saved = masks.load(str(rundir / paths.sibling_masks("siblings", 0, 0)))
+    assert (np.asarray(masks.count(saved, stacked=True)[0])
+            == round(0.3 * masks.count(masks.ones_like(w0))[0])).all()
+    if criterion == "movement":
+        by_hand = masks.magnitude_prune(
+            criteria.scores("movement", criteria.Evidence(final, start=w0)), 0.3, stacked=True)
+        for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(by_hand)):
+            np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(saved), jax.tree.leaves(masks.magnitude_prune(final, 0.3, stacked=True))))
+    row = results["consistency"][0]
+    assert row["kappa_independent_inits"] is not None
+    if criterion == "random":
+        assert abs(row["kappa_mean"]) < 0.1  # random masks agree at chance
+    levels = [(masks.load(str(rundir / paths.imp_masks(level))),
+               checkpoint.read_json(str(rundir / paths.imp_members(level)))) for level in (1, 2)]
+    first = {m["chain"]: i for i, m in enumerate(levels[0][1])}
+    chains = [(i, m["chain"]) for i, m in enumerate(levels[1][1]) if m["chain"] != "oneshot"]
+    assert {c for _, c in chains} == {"imp", "union", "intersection"}
+    for i, chain in chains:
+        for before, after in zip(jax.tree.leaves(stacks.index(levels[0][0], first[chain])),
+                                 jax.tree.leaves(stacks.index(levels[1][0], i))):
+            assert not np.any(np.asarray(after) & ~np.asarray(before))  # nothing comes back
+    assert f"the **{criterion}** criterion" in (rundir / "report.md").read_text()
+    history = checkpoint.read_json(str(rundir / paths.history(paths.siblings(0))))
+    assert history[0]["snapshot"]  # the snapshot at epoch 1 ranked by the criterion too
