@@ -10,7 +10,6 @@ from the configuration's seed, so a resumed run recomputes them.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Callable
 
@@ -18,7 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxlottery.files import atomic_open, atomic_write_bytes, fault_point
+from jaxlottery.files import atomic_open, fault_point
+from jaxlottery.files import read_json, write_json  # noqa: F401 - checkpoint's API, as before
 from jaxlottery.masks.core import nest, path_str
 from jaxlottery.sharding import fully_addressable
 
@@ -108,18 +108,6 @@ def readable(path: str, log: Callable[[str], None] = print, require: tuple[str, 
         return False
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Standard JSON written atomically (temp file, fsync, rename): arrays become lists and a
-    value that is not a finite number (NaN: not computable) becomes null."""
-    text = json.dumps(_plain(obj), indent=1, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
 def save_arrays(path: str, tree: Any) -> None:
     """A pytree of arrays as an .npz keyed by each leaf's path (`params/conv_0/kernel`), so the
     file reads back without the tree it came from (`load_arrays`, `jaxlottery.load_run`);
@@ -161,18 +149,3 @@ def load_arrays(path: str, like: Any = None, as_numpy: bool = False) -> Any:
                              f"{', '.join(list(arrays)[:3])}, ...)")
         leaves = [arrays[k] for k in keys]
     return jax.tree.unflatten(treedef, [convert(x) for x in leaves])
-
-
-def _plain(x: Any) -> Any:
-    """JSON's types: dicts, lists, str, int, finite floats, bool and None (for non-finite)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
-        return _plain(np.asarray(x).tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if x is None or isinstance(x, (str, int, float, bool)):
-        return x
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")

@@ -12,6 +12,7 @@ from jaxlottery import models, paths, siblings
 from jaxlottery.config import Config
 from jaxlottery.imprint import TESTABLE
 from jaxlottery.pipeline import INIT, SIBLING_DATA, Context
+from jaxlottery.units import duration  # noqa: F401 - estimate.duration, as before
 
 
 def announce(ctx: Context) -> None:
@@ -63,17 +64,6 @@ def science_notes(cfg: Config, n_train: int) -> list[str]:
                      f"first learning-rate drop (epoch {min(cfg.lr_drop_epochs)}): not a few "
                      "epochs of shared pretraining in the paper's sense")
     return lines
-
-
-def duration(seconds: float) -> str:
-    """A human-sized duration: 40 s, 12 min, 3.5 h, 9 days."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:,.0f} days"
 
 
 def measure_throughput(ctx: Context) -> float:

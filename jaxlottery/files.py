@@ -1,11 +1,16 @@
-"""Atomic file writes: a reader, or a run resumed after a kill, never sees half a file."""
+"""Run files: atomic writes (a reader, or a run resumed after a kill, never sees half a file)
+and plain JSON read and written without the checkpoint machinery (the reading wing uses them)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
 
 from jaxlottery import paths
 
@@ -57,6 +62,34 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's contents (run files, results, facts)."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Standard JSON written atomically (temp file, fsync, rename): arrays become lists and a
+    value that is not a finite number (NaN: not computable) becomes null."""
+    text = json.dumps(_plain(obj), indent=1, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _plain(x: Any) -> Any:
+    """JSON's types: dicts, lists, str, int, finite floats, bool and None (for non-finite)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)) or hasattr(x, "__array__"):  # jax arrays too
+        return _plain(np.asarray(x).tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -18,8 +18,9 @@ import re
 import sys
 from typing import Any
 
-from jaxlottery import composability, config, estimate, statistics, verdicts
-from jaxlottery.checkpoint import read_json
+from jaxlottery import composability, config, statistics, verdicts
+from jaxlottery.files import read_json
+from jaxlottery.units import duration
 
 _PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.S)
 _HEADER = re.compile(r"<!-- results: ([^,\s]+)(?:, (\S+))? -->\n")
@@ -85,7 +86,7 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
         "results": results, "run": run or {}, "rows": rows, "row": row, "load": load,
         "differences": lambda: verdicts.differences(results),
         "connectivity": lambda: verdicts.connectivity_table(results),
-        "pct": lambda x: 100 * x, "duration": estimate.duration, "span": span,
+        "pct": lambda x: 100 * x, "duration": duration, "span": span,
         "judged": judged, "verdict_counts": verdict_counts,
         "statistics": statistics, "verdicts": verdicts, "composability": composability,
         "config": config,

@@ -368,14 +368,13 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Redraw a run's tables, figures and report from its results.json, and record there the
-    verdicts of the current rule (`results.judged`). Exit status 2, one line, for a folder
+    verdicts of the current rule (`verdicts.judged`). Exit status 2, one line, for a folder
     that holds no usable results.json; sections an older version did not write are skipped
     with a note."""
     import argparse
     import json
 
-    from jaxlottery.checkpoint import read_json, write_json
-    from jaxlottery.results import judged
+    from jaxlottery.files import read_json, write_json
 
     parser = argparse.ArgumentParser(prog="python -m jaxlottery.report",
                                      description="Redraw report.md, the CSVs and the figures "
@@ -401,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in OPTIONAL:
         if key not in results:
             print(f"note: {path} has no '{key}' (written by an older version): skipped")
-    results = judged(results)
+    results = verdicts.judged(results)
     write_json(path, results)
     write(args.rundir, results)
     print(os.path.join(args.rundir, paths.REPORT))

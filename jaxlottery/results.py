@@ -15,6 +15,7 @@ from jaxlottery import imprint as imprint_lib
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
 from jaxlottery.statistics import spread
+from jaxlottery.verdicts import judged  # noqa: F401 - results.judged, as before
 
 
 def assemble(ctx: Context, out: dict) -> dict:
@@ -138,15 +139,6 @@ def mask_overlaps(composed: dict) -> list[dict]:
                          "method_b": b["method"], "k_b": b["k"], "replicate_b": b.get("replicate", 0),
                          "iou": o["iou"], "kappa": o["kappa"]})
     return rows
-
-
-def judged(results: dict) -> dict:
-    """`results` with its verdicts recorded: `differences` (every judged difference with its
-    interval, runs and noise source) and `readings` (the computed sentences). The report
-    recomputes both from the tables, so a results.json judged by an older rule is redrawn by
-    the current one (`python -m jaxlottery.report RUN_DIR`)."""
-    return dict(results, differences=verdicts.differences(results),
-                readings=verdicts.readings(results))
 
 
 def _spread(acc: list[float]) -> dict:

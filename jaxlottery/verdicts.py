@@ -329,3 +329,12 @@ def readings(results: dict) -> dict[str, str]:
         if results.get(section):
             out[name] = verdict(results)
     return out
+
+
+def judged(results: dict) -> dict:
+    """`results` with its verdicts recorded: `differences` (every judged difference with its
+    interval, runs and noise source) and `readings` (the computed sentences). The report
+    recomputes both from the tables, so a results.json judged by an older rule is redrawn by
+    the current one (`python -m jaxlottery.report RUN_DIR`)."""
+    return dict(results, differences=differences(results),
+                readings=readings(results))

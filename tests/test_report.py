@@ -154,3 +154,28 @@ def test_the_imprint_sweep_summarizes_t0_rows_and_draws_them(tmp_path):
     imprint_sweep.write(str(tmp_path), summary)
     assert (tmp_path / imprint_sweep.FIGURE).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / imprint_sweep.TABLE).read_text().startswith("weight_decay,retained,init")
+
+
+def test_the_reading_wing_imports_no_training_code(tmp_path):
+    """Redrawing a report from a results.json and rendering a reading load no training code,
+    no checkpointing (orbax) and no model (flax, optax): a machine that only reads results
+    needs jax, numpy and matplotlib."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shutil.copy(os.path.join(here, "docs", "quick_fashion_mnist", "results.json"), tmp_path)
+    engine = ("train", "siblings", "stages", "pipeline", "experiment", "retraining", "checkpoint",
+              "models", "execution", "member_conv", "data", "datasets", "sharding", "imp",
+              "connectivity", "estimate", "results")
+    code = ("import sys; from jaxlottery import quote, report\n"
+            f"assert report.main([{str(tmp_path)!r}]) == 0\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('orbax', 'flax', 'optax') or "
+            f"(m.startswith('jaxlottery.') and m.split('.')[1] in {engine!r})]\n"
+            "print(sorted(bad)); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, MPLBACKEND="Agg"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "report.md").exists()
