@@ -21,7 +21,6 @@ Sources (`load` dispatches on the string; the readers are in `jaxlottery.dataset
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import warnings
@@ -31,47 +30,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_NAMED_STATS = {"cifar10": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (IMAGENET_MEAN, IMAGENET_STD)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """Train and test splits in host memory: uint8 (N, H, W, C) images, int32 (N,) labels.
-
-    `mean` and `std` are per-channel statistics of pixels scaled to [0, 1], for `normalize`.
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    synthetic: bool = False
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of one image."""
-        return tuple(self.x_train.shape[1:])
-
+from jaxlottery import datasets
+# The dataset's type, its errors and statistics are defined with the readers; `data` is their
+# public home, as before.
+from jaxlottery.datasets import (IMAGENET_MEAN, IMAGENET_STD, Dataset,  # noqa: F401
+                                 DataFormatError, DatasetUnavailableError, normalization)
 
 # Names that are files, not TFDS datasets (TFDS names may hold "/" and ":1.0.0" versions).
 FILE_SUFFIX = re.compile(r"\.(csv|tsv|txt|json|gz|tgz|tar|zip|bz2|xz|7z|pkl|pickle|pt|pth|h5|"
                          r"hdf5|parquet|feather|arrow|tfrecord|npy|mat|png|jpe?g|bin)$", re.I)
-
-
-class DatasetUnavailableError(RuntimeError):
-    """The dataset is not on this machine and cannot be fetched; the message says how to get it."""
-
-
-class DataFormatError(ValueError):
-    """A file or dataset that is not a valid image-classification dataset; says what is wrong."""
 
 
 def load(source: str, data_dir: str | None = None, *, download: bool = True) -> Dataset:
@@ -81,8 +48,6 @@ def load(source: str, data_dir: str | None = None, *, download: bool = True) -> 
     (array_record), else the official archive (`datasets.load_cifar`: downloaded with a progress
     bar into `data_dir`, converted once to `<data_dir>/jaxlottery/<name>.npz`), never a refusal.
     """
-    from jaxlottery import datasets  # the readers need Dataset and the errors defined here
-
     if source == "synthetic":
         return synthetic()
     if source.lower().endswith(".npz"):
@@ -156,29 +121,6 @@ def synthetic(
     return Dataset(
         "synthetic", x_train, y_train, x_test, y_test, num_classes, mean, std, synthetic=True
     )
-
-
-def normalization(name: str, images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) of pixels scaled to [0, 1], for `normalize`.
-
-    The rule: CIFAR-10/100, and by default any 3-channel data, use the ImageNet statistics
-    (the protocol's OpenLTH quirk, so runs on other colour data stay comparable); data with
-    another channel count uses the exact mean and std of `images` (the training set).
-    """
-    channels = images.shape[-1]
-    if name in _NAMED_STATS or channels == 3:
-        mean, std = _NAMED_STATS.get(name, (IMAGENET_MEAN, IMAGENET_STD))
-        if channels != len(mean):
-            raise ValueError(f"{name!r} statistics are for {len(mean)} channels, got {channels}")
-        return mean, std
-    values = np.arange(256) / 255.0
-    mean, std = [], []
-    for ch in range(channels):  # exact, via the histogram: no float copy of the whole set
-        counts = np.bincount(images[..., ch].ravel(), minlength=256) / images[..., ch].size
-        m = float(counts @ values)
-        mean.append(m)
-        std.append(float(np.sqrt(max(counts @ values**2 - m * m, 0.0))))
-    return tuple(mean), tuple(std)
 
 
 class DeviceData(NamedTuple):

@@ -1,7 +1,9 @@
 """Where datasets come from: MNIST-format IDX folders, the official CIFAR archives, TensorFlow
-Datasets' prepared data, and `.npz` files; each read into a `data.Dataset` and checked (a
-malformed source raises `data.DataFormatError`, a missing one `data.DatasetUnavailableError`
-saying how to get it). `data.load` picks the reader from its argument."""
+Datasets' prepared data, and `.npz` files; each read into a `Dataset` (defined here, with its
+errors and normalization statistics, and re-exported by `jaxlottery.data`) and checked (a
+malformed source raises `DataFormatError`, a missing one `DatasetUnavailableError` saying how
+to get it). `data.load` picks the reader from its argument; this module imports nothing of
+`data`."""
 
 from __future__ import annotations
 
@@ -13,8 +15,68 @@ import zipfile
 import numpy as np
 
 from jaxlottery.download import ChecksumMismatch, fetch, mirrors
-from jaxlottery.data import Dataset, DataFormatError, DatasetUnavailableError, normalization
 from jaxlottery.files import atomic_open
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_NAMED_STATS = {"cifar10": (IMAGENET_MEAN, IMAGENET_STD), "cifar100": (IMAGENET_MEAN, IMAGENET_STD)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train and test splits in host memory: uint8 (N, H, W, C) images, int32 (N,) labels.
+
+    `mean` and `std` are per-channel statistics of pixels scaled to [0, 1], for `normalize`.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    synthetic: bool = False
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image."""
+        return tuple(self.x_train.shape[1:])
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The dataset is not on this machine and cannot be fetched; the message says how to get it."""
+
+
+class DataFormatError(ValueError):
+    """A file or dataset that is not a valid image-classification dataset; says what is wrong."""
+
+
+def normalization(name: str, images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) of pixels scaled to [0, 1], for `normalize`.
+
+    The rule: CIFAR-10/100, and by default any 3-channel data, use the ImageNet statistics
+    (the protocol's OpenLTH quirk, so runs on other colour data stay comparable); data with
+    another channel count uses the exact mean and std of `images` (the training set).
+    """
+    channels = images.shape[-1]
+    if name in _NAMED_STATS or channels == 3:
+        mean, std = _NAMED_STATS.get(name, (IMAGENET_MEAN, IMAGENET_STD))
+        if channels != len(mean):
+            raise ValueError(f"{name!r} statistics are for {len(mean)} channels, got {channels}")
+        return mean, std
+    values = np.arange(256) / 255.0
+    mean, std = [], []
+    for ch in range(channels):  # exact, via the histogram: no float copy of the whole set
+        counts = np.bincount(images[..., ch].ravel(), minlength=256) / images[..., ch].size
+        m = float(counts @ values)
+        mean.append(m)
+        std.append(float(np.sqrt(max(counts @ values**2 - m * m, 0.0))))
+    return tuple(mean), tuple(std)
+
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte")

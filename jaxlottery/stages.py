@@ -260,13 +260,22 @@ def composition(ctx: Context, out: dict) -> dict[int, dict]:
     """Per retraining spawn point t, the masks to retrain from W_t: composed, one-shot
     baselines, random and re-initialized baselines; with their metadata (method, k,
     densities, whether re-initialized)."""
-    return {t: _composed(ctx, t, lambda t=t: _sibling_scores(ctx, out, t), out["shared"][t])
+    return {t: _composed(ctx, t, lambda t=t: _sibling_scores(ctx, out, t), out["shared"][t],
+                         _accuracies(out["siblings"]["spawned"][t]))
             for t in ctx.config.retrain_spawn_epochs}
 
 
-def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict) -> dict:
+def _accuracies(sib: dict) -> list[float] | None:
+    """The siblings' final test accuracies (the weights of `weighted_vote`), if evaluated."""
+    history = sib["history"]
+    return list(history[-1]["test_accuracy"]) if history and "test_accuracy" in history[-1] else None
+
+
+def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict,
+              accuracies: list[float] | None) -> dict:
     """The masks retrained from W_t, ranked by the siblings' `--criterion` scores (made by
-    `sibling_scores()` only when the masks are not there yet)."""
+    `sibling_scores()` only when the masks are not there yet) and composed by name, each rule
+    given the group's accuracies (read by `weighted_vote`)."""
     cfg = ctx.config
     mask_path = ctx.path(paths.composition(t, "masks"))
     meta_path = ctx.path(paths.composition(t, "meta"))
@@ -283,10 +292,11 @@ def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict) 
         for j, d in enumerate(cfg.retrain_densities):
             composed = {}
             for how, kk in cfg.compose_methods(cfg.effective_k_values()):
-                at_least = masks.at_least(how, kk)
+                at_least = masks.at_least(how, kk)  # None for a rule that is no threshold
                 for g in range(cfg.mask_groups(kk)):  # group g: siblings g k' .. (g + 1) k' - 1
-                    group = stacks.take(params, list(range(g * kk, (g + 1) * kk)))
-                    m, sd = masks.compose(group, d, how=at_least)
+                    ids = list(range(g * kk, (g + 1) * kk))
+                    m, sd = masks.compose(stacks.take(params, ids), d, how=how,
+                                          weights=_weights(accuracies, ids))
                     composed.setdefault((how, kk), (m, at_least, float(sd)))
                     add({"method": how, "k": kk, "at_least": at_least, "replicate": g,
                          "siblings": list(range(g * kk, (g + 1) * kk)),
@@ -313,7 +323,7 @@ def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict) 
                     add({"method": method, "k": k_max, "at_least": at_least,
                          "sibling_density": sd, "reinit": True}, m, d)
             if cfg.natural_density:
-                for entry, m, d_nat in _natural(ctx, t, j, params, d):
+                for entry, m, d_nat in _natural(ctx, t, j, params, d, accuracies):
                     add(entry, m, d_nat)
         write(masks.save, mask_path, stacks.stack(ms))
         write(checkpoint.write_json, meta_path, entries)
@@ -326,7 +336,8 @@ def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict) 
             "overlaps": checkpoint.read_json(overlap_path)}
 
 
-def _natural(ctx: Context, t: int, j: int, params, d: float) -> list[tuple[dict, Any, float]]:
+def _natural(ctx: Context, t: int, j: int, params, d: float,
+             accuracies: list[float] | None) -> list[tuple[dict, Any, float]]:
     """`--natural_density` at target density d (the j-th): each method's replicate masks
     composed from the siblings' own one-shot masks at d, so they keep the density composition
     gives them, and beside them one-shot masks (and positive controls) at that density, their
@@ -339,7 +350,8 @@ def _natural(ctx: Context, t: int, j: int, params, d: float) -> list[tuple[dict,
     for c, (how, kk) in enumerate(cfg.compose_methods(cfg.effective_k_values())):
         m_of = masks.at_least(how, kk)
         group = [list(range(g * kk, (g + 1) * kk)) for g in range(cfg.mask_groups(kk))]
-        composed = [masks.vote([own[i] for i in sibs], m_of) for sibs in group]
+        composed = [masks.combine([own[i] for i in sibs], how, _weights(accuracies, sibs))
+                    for sibs in group]
         d_nat = sum(float(masks.density(m)) for m in composed) / len(composed)
         if d_nat == 0:
             continue
@@ -354,6 +366,10 @@ def _natural(ctx: Context, t: int, j: int, params, d: float) -> list[tuple[dict,
                  masks.random_mask_like(ctx.key(RANDOM_MASKS, t, j, 2, c, i), one_shot[i]), d_nat)
                 for i in range(cfg.control_masks())]
     return out
+
+
+def _weights(accuracies: list[float] | None, ids: list[int]) -> list[float] | None:
+    return None if accuracies is None else [accuracies[i] for i in ids]
 
 
 def mask_overlaps(stack, entries: list[dict]) -> list[dict]:

@@ -441,11 +441,13 @@ def test_a_stack_the_device_cannot_hold_is_refused_before_training(monkeypatch):
 @pytest.mark.parametrize("criterion", ["movement", "snip", "random"])
 def test_a_criterion_ranks_every_mask_of_the_study(tmp_path, criterion):
     """`--criterion` reaches the siblings' masks (checked by hand for movement: |w_T - W_t|),
-    their snapshots, the composed masks and IMP (which never brings a pruned weight back);
-    the run has its own id and its report names the criterion; random masks agree at chance."""
+    their snapshots, the composed masks (a rank rule, the accuracy-weighted vote, among them)
+    and IMP (which never brings a pruned weight back); the run has its own id and its report
+    names the criterion; random masks agree at chance."""
     from jaxlottery import config, criteria, stacks
 
-    base = dict(k=3, k_values=(3,), epochs=2, lr_drop_epochs=(1,), spawn_epochs=(0,),
+    base = dict(k=3, k_values=(3,), compose=("union", "weighted_vote"), epochs=2,
+                lr_drop_epochs=(1,), spawn_epochs=(0,),
                 retrain_spawn_epochs=(0,), densities=(0.3,), retrain_densities=(0.3,),
                 baseline_siblings=1, independent_inits=2, lmc_pairs=0, imp_levels=2,
                 random_baselines=(), snapshot_epochs=(1,))
@@ -479,5 +481,7 @@ def test_a_criterion_ranks_every_mask_of_the_study(tmp_path, criterion):
                                  jax.tree.leaves(stacks.index(levels[1][0], i))):
             assert not np.any(np.asarray(after) & ~np.asarray(before))  # nothing comes back
     assert f"the **{criterion}** criterion" in (rundir / "report.md").read_text()
+    weighted = [r for r in results["composition"] if r["method"] == "weighted_vote"]
+    assert weighted and abs(weighted[0]["achieved_density"] - 0.3) < 0.01  # a rank rule too
     history = checkpoint.read_json(str(rundir / paths.history(paths.siblings(0))))
     assert history[0]["snapshot"]  # the snapshot at epoch 1 ranked by the criterion too

@@ -548,3 +548,40 @@ def test_the_composition_registry_names_thresholds_and_takes_new_methods(monkeyp
     assert float(d) == float(d2)
     for a, b in zip(jax.tree.leaves(by_name), jax.tree.leaves(by_number)):
         np.testing.assert_array_equal(a, b)
+
+
+# --- composition rules on ranks ------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", sorted(masks.COMPOSITIONS))
+def test_every_rule_lands_on_its_density_and_agrees_with_its_mask_form(how):
+    """Any registered rule: compose reaches the target within k / n, exactly with exact=True,
+    and equals `combine` of the members' own one-shot masks at the per-sibling density."""
+    k, weights = 4, [0.9, 0.5, 0.7, 0.8]
+    ps = [make_params(10 + i) for i in range(k)]
+    for density in (0.1, 0.4):
+        mask, d = masks.compose(ps, density, how=how, weights=weights)
+        assert abs(int(masks.count(mask)[0]) - density * N_PRUNABLE) <= k
+        singles = [masks.magnitude_prune(p, float(d)) for p in ps]
+        assert_masks_equal(mask, masks.combine(singles, how, weights))
+        exact, _ = masks.compose(ps, density, how=how, weights=weights, exact=True)
+        assert int(masks.count(exact)[0]) == int(np.floor(density * N_PRUNABLE + 0.5))
+
+
+def test_the_weighted_vote_is_the_vote_with_equal_weights_and_follows_a_dominant_member():
+    ps = [make_params(20 + i) for i in range(5)]
+    vote, _ = masks.compose(ps, 0.3, how="vote")
+    assert_masks_equal(vote, masks.compose(ps, 0.3, how="weighted_vote")[0])
+    assert_masks_equal(vote, masks.compose(ps, 0.3, how="weighted_vote", weights=[2.0] * 5)[0])
+    # One member with more than half the total weight decides alone: its own one-shot mask.
+    dominant, _ = masks.compose(ps, 0.3, how="weighted_vote", weights=[0.1, 0.1, 5.0, 0.1, 0.1])
+    assert_masks_equal(dominant, masks.magnitude_prune(ps[2], 0.3))
+    # By hand on one weight: members keep it at ranks 0 and 1 (weights 0.2 and 0.2) and lose it
+    # at ranks 5, 6, 9 (weights 0.1, 0.3, 0.2): half the total (0.5) is first exceeded at rank 6.
+    ranks = jnp.array([[0], [1], [5], [6], [9]])
+    w = jnp.array([0.2, 0.2, 0.1, 0.3, 0.2])
+    assert int(masks.weighted_majority(ranks, w)[0]) == 6
+    with pytest.raises(ValueError, match="weights must be 5 finite nonnegative"):
+        masks.compose(ps, 0.3, how="weighted_vote", weights=[1.0, -1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="exactly one of at_least and rank"):
+        masks.Composition("both", lambda k: 1, rank=masks.weighted_majority)
+    assert masks.at_least("weighted_vote", 5) is None  # not a threshold rule

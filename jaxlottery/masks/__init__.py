@@ -29,8 +29,9 @@ traced; `how`, `scope`, `at_least` and `stacked` are static). Bad input raises `
 `TypeError` eagerly; a traced value cannot be range-checked and is taken as given.
 """
 
-from jaxlottery.masks.algebra import (COMPOSITIONS, Composition, at_least, compose,
-                                      intersection, register, union, vote)
+from jaxlottery.masks.algebra import (COMPOSITIONS, Composition, at_least, combine, compose,
+                                      composition_of, intersection, register, union, vote,
+                                      weighted_majority)
 from jaxlottery.masks.core import (WEIGHT_NAMES, Density, Mask, Params, Rule, apply, count,
                                    default_rule, density, is_none, layer_densities, layer_sizes,
                                    ones_like, path_str, prunable, stack, stack_size)
@@ -49,11 +50,13 @@ from jaxlottery.stacks import unstack
 
 __all__ = [
     "COMPOSITIONS", "Composition", "Density", "FORMAT", "FORMAT_VERSION", "Mask", "Params", "Rule",
-    "SCOPES", "WEIGHT_NAMES", "apply", "at_least", "chance_iou", "chance_iou_matched", "compose",
-    "convert", "count", "default_rule", "density", "erk_densities", "intersection", "iou", "iou_by_layer", "is_none", "kappa", "kappa_by_layer",
-    "keep_pruned_zero", "layer_densities", "layer_density_map", "layer_sizes", "load", "magnitude_prune", "mask_from_scores", "ones_like",
-    "overlap", "overlap_by_layer", "pairwise_chance_iou_matched", "pairwise_iou",
-    "pairwise_iou_by_layer", "pairwise_kappa", "pairwise_kappa_by_layer", "pairwise_overlap",
-    "pairwise_pruned_iou", "path_str", "prunable", "pruned_iou", "random_mask", "random_mask_like", "register", "save", "stack", "stack_size", "to_nnx",
-    "union", "unstack", "vote",
+    "SCOPES", "WEIGHT_NAMES", "apply", "at_least", "chance_iou", "chance_iou_matched", "combine",
+    "compose", "composition_of", "convert", "count", "default_rule", "density", "erk_densities",
+    "intersection", "iou", "iou_by_layer", "is_none", "kappa", "kappa_by_layer",
+    "keep_pruned_zero", "layer_densities", "layer_density_map", "layer_sizes", "load",
+    "magnitude_prune", "mask_from_scores", "ones_like", "overlap", "overlap_by_layer",
+    "pairwise_chance_iou_matched", "pairwise_iou", "pairwise_iou_by_layer", "pairwise_kappa",
+    "pairwise_kappa_by_layer", "pairwise_overlap", "pairwise_pruned_iou", "path_str", "prunable",
+    "pruned_iou", "random_mask", "random_mask_like", "register", "save", "stack", "stack_size",
+    "to_nnx", "union", "unstack", "vote", "weighted_majority",
 ]

@@ -19,23 +19,39 @@ from jaxlottery.masks.core import (Density, Mask, Params, Rule, _as_stack, _chec
 
 @dataclasses.dataclass(frozen=True)
 class Composition:
-    """A named way to compose k masks: keep the weights kept in at least `at_least(k)` of them.
+    """A named way to compose k masks, as a rule on the members' ranks.
 
-    `min_k` is the smallest k' it is composed for (a majority of 2 would be an intersection);
-    `label`, `color` and `marker` are how tables and figures show it."""
+    Each member ranks the weights (0 = kept first); a composed mask at per-member count c keeps
+    the weights whose composed rank is below c, so a rule is `rank(ranks, weights) -> composed`
+    for ranks of shape (k, n) and optional per-member weights (k,) (such as the siblings' test
+    accuracies; None = equal). The threshold rules are `at_least(k)`: keep the weights kept
+    in at least m of the k members (composed rank = the m-th smallest member rank); give
+    either `at_least` or `rank`. `min_k` is the smallest k' it is composed for (a majority of
+    2 would be an intersection); `label`, `color` and `marker` are how tables and figures show
+    it."""
 
     name: str
-    at_least: Callable[[int], int]
+    at_least: Callable[[int], int] | None = None
     min_k: int = 1
     label: str = ""
     color: str = "tab:red"
     marker: str = "x"
+    rank: Callable[[jax.Array, jax.Array | None], jax.Array] | None = None
 
     def __post_init__(self):
         if not (isinstance(self.name, str) and self.name.isidentifier()):
             raise ValueError(f"a composition's name must be an identifier, got {self.name!r}")
+        if (self.at_least is None) == (self.rank is None):
+            raise ValueError(f"composition {self.name!r}: give exactly one of at_least and rank")
         if not self.label:
             object.__setattr__(self, "label", self.name)
+
+    def composed_rank(self, ranks: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+        """The (n,) composed rank of (k, n) member ranks (a weight kept by a member at count c
+        has rank < c there)."""
+        if self.rank is not None:
+            return self.rank(ranks, weights)
+        return jnp.sort(ranks, axis=0)[self.at_least(ranks.shape[0]) - 1]
 
 
 COMPOSITIONS: dict[str, Composition] = {}
@@ -47,20 +63,68 @@ def register(composition: Composition) -> Composition:
     return composition
 
 
+def weighted_majority(ranks: jax.Array, weights: jax.Array | None) -> jax.Array:
+    """Kept where members holding more than half of the total weight keep it: the composed
+    rank is the rank at which the members' cumulative weight (in order of their ranks) first
+    exceeds half. Equal weights give the majority vote, (k // 2 + 1)-th smallest rank."""
+    k = ranks.shape[0]
+    w = jnp.ones((k,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    order = jnp.argsort(ranks, axis=0, stable=True)  # (k, n): members from lowest rank up
+    cumulative = jnp.cumsum(w[order], axis=0)
+    first = jnp.argmax(cumulative > 0.5 * jnp.sum(w), axis=0)  # (n,)
+    return jnp.take_along_axis(jnp.take_along_axis(ranks, order, axis=0), first[None], 0)[0]
+
+
 register(Composition("union", lambda k: 1, color="tab:blue", marker="o"))
 register(Composition("intersection", lambda k: k, color="tab:orange", marker="s"))
 register(Composition("vote", lambda k: k // 2 + 1, min_k=3, color="tab:green", marker="^"))
+register(Composition("weighted_vote", rank=weighted_majority, min_k=3,
+                     label="accuracy-weighted vote", color="tab:purple", marker="v"))
 
 
-def at_least(how: str | int, k: int) -> int:
-    """The threshold m ("kept in at least m of k") of a named composition of k masks (union 1,
-    intersection k, vote a majority), or `how` itself when it is already a number."""
+def composition_of(how: str | int) -> Composition:
+    """The composition named `how`, or for an int m the rule "kept in at least m of k"."""
     if isinstance(how, str):
         if how not in COMPOSITIONS:
             raise ValueError(f"unknown composition how={how!r}; registered: {sorted(COMPOSITIONS)}")
-        return COMPOSITIONS[how].at_least(k)
+        return COMPOSITIONS[how]
+    return Composition(f"at_least_{how}", lambda k: how)
+
+
+def at_least(how: str | int, k: int) -> int | None:
+    """The threshold m ("kept in at least m of k") of a threshold composition of k masks (union
+    1, intersection k, vote a majority), `how` itself when it is already a number, None for a
+    rule that is not a threshold (a weighted vote)."""
+    if isinstance(how, str):
+        r = composition_of(how)
+        return None if r.at_least is None else r.at_least(k)
     _check_at_least(how, k, "how")
     return how
+
+
+def combine(ms: Sequence[Mask] | Mask, how: str | int,
+            weights: Sequence[float] | jax.Array | None = None) -> Mask:
+    """The k masks composed by a rule by name (or m of k): a kept weight has member rank 0, a
+    pruned one 1, and the composed mask keeps composed rank < 1. `weights`: one per member,
+    for the rules that read them."""
+    s = _as_stack(ms)
+    k = stack_size(s)
+    r = composition_of(how)
+    if r.at_least is not None:
+        _check_at_least(r.at_least(k), k, "how")
+    w = _check_weights(weights, k)
+    return _reduce(s, lambda x: r.composed_rank(jnp.where(x.reshape(k, -1), 0, 1), w)
+                   .reshape(x.shape[1:]) < 1)
+
+
+def _check_weights(weights, k: int) -> jax.Array | None:
+    if weights is None:
+        return None
+    w = jnp.asarray(weights, jnp.float32)
+    if w.shape != (k,) or not bool(jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & (jnp.sum(w) > 0)):
+        raise ValueError(f"weights must be {k} finite nonnegative numbers (one per member, not "
+                         f"all 0), got {weights!r}")
+    return w
 
 
 def union(ms: Sequence[Mask] | Mask) -> Mask:
@@ -82,17 +146,21 @@ def vote(ms: Sequence[Mask] | Mask, at_least: int) -> Mask:
 
 def compose(params_stack: Params | Sequence[Params], density: Density,
             how: str | int = "union", rule: Rule = default_rule,
-            exact: bool = False) -> tuple[Mask, jax.Array]:
+            exact: bool = False,
+            weights: Sequence[float] | jax.Array | None = None) -> tuple[Mask, jax.Array]:
     """Matched-density composition of the k siblings' global magnitude masks.
 
     Finds the per-sibling density d such that composing (a name in `COMPOSITIONS`, such as
-    `"union"` or `"intersection"`, or an int m for "kept in at least m of k") the k masks `magnitude_prune(sibling, d)` keeps as close as
-    possible to `round(density * n)` weights. Union prunes each sibling harder than the target,
-    intersection softer. Returns `(mask, d)`.
+    `"union"` or `"intersection"`, or an int m for "kept in at least m of k") the k masks
+    `magnitude_prune(sibling, d)` keeps as close as possible to `round(density * n)` weights.
+    Union prunes each sibling harder than the target, intersection softer. `weights` (one per
+    sibling, e.g. their accuracies) go to the rules that read them (`weighted_vote`). The
+    params may be any nonnegative scores (`jaxlottery.criteria`). Returns `(mask, d)`.
 
     The search is exact rather than a bisection: with r_s(w) the rank of weight w in sibling s,
-    the composed mask at per-sibling count c is {w : m-th smallest r_s(w) < c}, so the best c is
-    read off the sorted m-th smallest ranks. Counts move in steps of at most k weights, so the
+    the composed mask at per-sibling count c is {w : composed rank(r_1(w), ..., r_k(w)) < c}
+    (for "at least m of k", the m-th smallest r_s(w)), so the best c is read off the sorted
+    composed ranks. For the threshold rules counts move in steps of at most k weights, so the
     achieved density is within k / n of the target.
 
     `exact=True` keeps exactly `round(density * n)` weights: the weights that enter at the
@@ -103,15 +171,17 @@ def compose(params_stack: Params | Sequence[Params], density: Density,
     _check_fraction(density, "density")
     s = _as_stack(params_stack)
     k = stack_size(s)
-    m = at_least(how, k)
-    _check_at_least(m, k, name="how")
+    composition = composition_of(how)
+    if composition.at_least is not None:
+        _check_at_least(composition.at_least(k), k, name="how")
+    w = _check_weights(weights, k)
     _check_finite(s)
     leaves, treedef = jax.tree.flatten(_scores(s, rule, jnp.abs), is_leaf=is_none)
     arrays = [x for x in leaves if x is not None]
     flat = jnp.concatenate([x.reshape(k, -1) for x in arrays], axis=1)  # (k, n)
     n = flat.shape[1]
     ranks = jax.vmap(_ranks)(flat)
-    composed_rank = jnp.sort(ranks, axis=0)[m - 1]  # (n,)
+    composed_rank = composition.composed_rank(ranks, w)  # (n,)
     target = _n_keep(density, n)
     sorted_r = jnp.sort(composed_rank)
     v = sorted_r[jnp.maximum(target - 1, 0)]
