@@ -12,7 +12,7 @@ flags=(--preset=imprint --spawn_epochs=0,1,3 --inits=1
 for criterion in magnitude movement snip; do
   python experiments/run.py "${flags[@]}" --criterion="$criterion" --no_progress
   rundir="$(python experiments/run.py "${flags[@]}" --criterion="$criterion" --dry_run |
-            sed -n 's/^run directory: //p')"
+            sed -n 's/^run directory: \([^ ]*\).*/\1/p')"
   mkdir -p "$out/$criterion"
-  cp "$rundir/results.json" "$rundir/report.md" "$out/$criterion/"
+  cp "$rundir"/{results.json,report.md,*.png} "$out/$criterion/"
 done
