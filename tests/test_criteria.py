@@ -43,7 +43,7 @@ def test_every_criterion_scores_like_the_weights_nonnegative_and_deterministic(n
 
 
 @pytest.mark.parametrize("name", sorted(criteria.CRITERIA))
-@pytest.mark.parametrize("density", [0.01, 0.137, 0.5, 1.0])
+@pytest.mark.parametrize("density", [0.05, 0.5])
 def test_every_criterion_keeps_the_exact_count_and_composes_like_pruning(name, density):
     s = criteria.scores(name, evidence())
     m = masks.magnitude_prune(s, density, stacked=True)
@@ -99,6 +99,7 @@ def test_a_new_criterion_is_one_registration():
         criteria.CRITERIA.pop("squared")
 
 
+@pytest.mark.slow
 def test_snip_gradients_are_the_training_steps_own():
     """With plain SGD (lr 1, no momentum or decay), one training step moves the weights by
     exactly minus the gradient `batch_gradients` reports for the same member and iteration;
