@@ -453,9 +453,15 @@ def test_cifar10_unavailable_offline(tmp_path, monkeypatch):
     def no_network(*a, **k):
         raise OSError("network is unreachable")
 
+    from jaxlottery import datasets, download
+
+    waits = []  # the retries back off (recorded here instead of slept: 30 s of waiting)
+    monkeypatch.setattr(datasets, "fetch", lambda *a, **k: download.fetch(
+        *a, **k, sleep=waits.append))
     monkeypatch.setattr("urllib.request.urlopen", no_network)
     with pytest.raises(data.DatasetUnavailableError, match="download failed"):
         data.load("cifar10", str(tmp_path))
+    assert waits and waits == sorted(waits) and waits[-1] > waits[0]
     assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob(".tmp-*"))
 
 

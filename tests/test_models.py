@@ -138,13 +138,13 @@ def test_bfloat16_compute_keeps_everything_stored_in_float32():
     x = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
     f32, bf16 = models.resnet(8, 4), models.resnet(8, 4, compute_dtype="bfloat16")
     assert bf16.init(jax.random.key(0), x[:1])["params"]["stem_conv"]["kernel"].dtype == jnp.float32
-    a, b = f32.apply(v, x), bf16.apply(v, x)
+    a, b = jax.jit(f32.apply)(v, x), jax.jit(bf16.apply)(v, x)
     assert b.dtype == jnp.float32 and not np.array_equal(a, b)
     np.testing.assert_allclose(a, b, atol=0.1 * float(np.max(np.abs(a))))
-    (_, stats), grads = jax.value_and_grad(
+    (_, stats), grads = jax.jit(jax.value_and_grad(
         lambda p: (lambda out: (jnp.sum(out[0]), out[1]))(bf16.apply(
             {"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
-            mutable=["batch_stats"])), has_aux=True)(v["params"])
+            mutable=["batch_stats"])), has_aux=True))(v["params"])
     assert {x.dtype for x in jax.tree.leaves(stats)} == {jnp.dtype(jnp.float32)}
     assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
     with pytest.raises(ValueError, match="compute_dtype"):
