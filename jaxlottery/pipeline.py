@@ -18,7 +18,8 @@ the re-initialized baselines), IMP_DATA -> level -> i (sibling i of every IMP ch
 single-network IMP and its one-shot baseline use i = 0), SIBLING_DATA_AT_ITERATION -> s -> i
 (sibling i spawned after s iterations, `--spawn_iterations`), REPLICATE -> j (the root of
 initialization j >= 1 of `--inits`: the same tree of names below it; initialization 0 is the
-root itself, so one init keeps every earlier key).
+root itself, so one init keeps every earlier key). A network's scores that draw (the `random`
+criterion) come from its own data key: `fold_in(data key, train.MASK_SCORES)`.
 
 Spawn points are named by an int t (after t epochs, `--spawn_epochs`) or a string "<s>it"
 (after s iterations, `--spawn_iterations`); `Context.spawn_step` and `spawn_epoch` read them.
@@ -32,6 +33,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from jaxlottery import checkpoint, criteria, files, paths, sharding, siblings, stacks
 from jaxlottery import data as data_lib
@@ -135,8 +137,7 @@ class Context:
         needed."""
         name = self.config.criterion
         needs = criteria.get(name).needs
-        score_keys = jax.numpy.stack([jax.random.fold_in(key, train_lib.MASK_SCORES)
-                                      for key in keys])
+        score_keys = jnp.stack([jax.random.fold_in(key, train_lib.MASK_SCORES) for key in keys])
         grads: list = []
 
         def scores(params):
