@@ -81,6 +81,8 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
         _, params, keys = current[chain]
         return ctx.scorer(spawn_vars, keys, ctx.spawn_step(t))(params)
 
+    first_dense: list = []  # one-shot's scores: dense sibling 0's, made once
+
     rows = []
     for level in range(1, cfg.imp_levels + 1):
         d = imp.level_density(level, cfg.imp_rate)
@@ -94,9 +96,9 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
                 elif chain == "oneshot":
                     if level == 1:
                         continue
-                    m, size = masks.magnitude_prune(
-                        stacks.index(ctx.scorer(spawn_vars, dense_keys[:1], ctx.spawn_step(t))(
-                            stacks.first(dense, 1)), 0), d), 1
+                    first_dense = first_dense or [stacks.index(ctx.scorer(
+                        spawn_vars, dense_keys[:1], ctx.spawn_step(t))(stacks.first(dense, 1)), 0)]
+                    m, size = masks.magnitude_prune(first_dense[0], d), 1
                 else:
                     m, size = imp.compose_further(scores(chain), current[chain][0], d,
                                                   chain), n_sib

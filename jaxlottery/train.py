@@ -137,19 +137,23 @@ def train_step(state: TrainState, mask: Any, key: jax.Array, perm: jax.Array,
     """
     n = data.x_train.shape[0]
     x, labels = batch_at(state.step, key, perm, data, recipe, batch)
-
-    def loss_fn(params):
-        logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
-                                      train=True, mutable=["batch_stats"])
-        return jnp.mean(cross_entropy(logits, labels)), (logits, updates["batch_stats"])
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(training_loss, has_aux=True)(
+        state.params, state.batch_stats, x, labels, model)
     lr = schedule(recipe, n)(state.step)
     params, opt_state = (flat_update if flat else update)(state.params, state.opt_state, grads,
                                                           mask, lr, recipe)
     metrics = {"loss": loss * batch, "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
                "count": jnp.asarray(batch, jnp.int32)}
     return TrainState(params, batch_stats, opt_state, state.step + 1), metrics
+
+
+def training_loss(params: Any, batch_stats: Any, x: jax.Array, labels: jax.Array,
+                  model: nn.Module) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+    """The mean cross-entropy of a batch with BN in training mode: (loss, (logits, the updated
+    batch statistics)); what the training step and SNIP differentiate."""
+    logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                  mutable=["batch_stats"])
+    return jnp.mean(cross_entropy(logits, labels)), (logits, updates["batch_stats"])
 
 
 def batch_at(step: jax.Array, key: jax.Array, perm: jax.Array, data: data_lib.DeviceData,
@@ -185,11 +189,8 @@ def batch_gradients(variables: dict, key: jax.Array, data: data_lib.DeviceData, 
 
 @functools.partial(jax.jit, static_argnames="model")
 def _gradients(variables: dict, x: jax.Array, labels: jax.Array, model: nn.Module) -> Any:
-    def loss_fn(params):
-        logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
-                                train=True, mutable=["batch_stats"])
-        return jnp.mean(cross_entropy(logits, labels))
-    return jax.grad(loss_fn)(variables["params"])
+    return jax.grad(training_loss, has_aux=True)(variables["params"], variables["batch_stats"],
+                                                 x, labels, model)[0]
 
 
 def update(params: Any, opt_state: Any, grads: Any, mask: Any, lr: jax.Array,

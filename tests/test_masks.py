@@ -572,6 +572,8 @@ def test_the_weighted_vote_is_the_vote_with_equal_weights_and_follows_a_dominant
     vote, _ = masks.compose(ps, 0.3, how="vote")
     assert_masks_equal(vote, masks.compose(ps, 0.3, how="weighted_vote")[0])
     assert_masks_equal(vote, masks.compose(ps, 0.3, how="weighted_vote", weights=[2.0] * 5)[0])
+    traced = jax.jit(lambda w: masks.compose(ps, 0.3, how="weighted_vote", weights=w)[0])
+    assert_masks_equal(vote, traced(jnp.full((5,), 0.7)))  # weights may be traced, like densities
     # One member with more than half the total weight decides alone: its own one-shot mask.
     dominant, _ = masks.compose(ps, 0.3, how="weighted_vote", weights=[0.1, 0.1, 5.0, 0.1, 0.1])
     assert_masks_equal(dominant, masks.magnitude_prune(ps[2], 0.3))

@@ -121,7 +121,11 @@ def _check_weights(weights, k: int) -> jax.Array | None:
     if weights is None:
         return None
     w = jnp.asarray(weights, jnp.float32)
-    if w.shape != (k,) or not bool(jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & (jnp.sum(w) > 0)):
+    if isinstance(w, jax.core.Tracer):  # under jit: the shape is checked, the values taken as given
+        ok = w.shape == (k,)
+    else:
+        ok = w.shape == (k,) and bool(jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & (jnp.sum(w) > 0))
+    if not ok:
         raise ValueError(f"weights must be {k} finite nonnegative numbers (one per member, not "
                          f"all 0), got {weights!r}")
     return w
