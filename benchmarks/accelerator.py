@@ -50,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxlottery import checkpoint, config, data, models, siblings  # noqa: E402
+from jaxlottery.models import cifar_resnet  # noqa: E402
 from jaxlottery.train import Recipe  # noqa: E402
 
 FULL = dict(depth=20, width=16, image=32, train=50_000, test=10_000, batch=128, steps=100,
@@ -191,7 +192,8 @@ def _how(b: Bench, way: str) -> tuple[dict, object, dict]:
               "xla_options": w["xla_options"], "flat_update": w["flat"],
               "compiler_options": siblings.compiler_options(w["xla_options"]),
               "steps_per_call": per_call}
-    return kw, models.resnet(b.size["depth"], b.size["width"], compute_dtype=dtype), fields
+    return kw, models.create(cifar_resnet.name(b.size["depth"], b.size["width"]),
+                             compute_dtype=dtype), fields
 
 
 def train_row(b: Bench, way: str, k: int) -> dict:
@@ -543,8 +545,10 @@ def main(argv=None) -> None:
                       rng.integers(0, 10, size["test"], np.int32), 10,
                       (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), synthetic=True)
     b = Bench(size, args.out, started, data.to_device(ds),
-              models.resnet(size["depth"], size["width"]), Recipe(batch_size=size["batch"]),
-              models.init(jax.random.key(0), size["depth"], size["width"], image_shape=shape),
+              models.create(cifar_resnet.name(size["depth"], size["width"])),
+              Recipe(batch_size=size["batch"]),
+              models.init(jax.random.key(0), cifar_resnet.name(size["depth"], size["width"]),
+                          image_shape=shape),
               {"environment": environment(), "training": [], "evaluation": [], "skipped": []})
     b.results["size"] = dict(size, model=f"ResNet-{size['depth']} width {size['width']}")
     b.results["default_way"] = default_way()

@@ -25,12 +25,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxlottery import data, models, sharding, siblings, stacks
+from jaxlottery.models import cifar_resnet
 from jaxlottery.train import Recipe
 
 
 def measure(strategy: str, k: int, args, d, variables, mesh=None) -> dict:
     recipe = Recipe(batch_size=args.batch, augment=True)
-    model = models.resnet(args.depth, args.width)
+    model = models.create(cifar_resnet.name(args.depth, args.width))
     states = siblings.spawn(variables, k, recipe)
     keys = jax.random.split(jax.random.key(0), k)
     perms = siblings.permutations(keys, jnp.asarray(0, jnp.int32), d.x_train.shape[0])
@@ -91,7 +92,7 @@ def main() -> None:
             ap.error(f"--strategies: unknown strategy {s!r} (choose from {siblings.STRATEGIES})")
 
     d = data.to_device(data.synthetic(num_train=4 * args.batch, num_test=args.batch))
-    variables = models.init(jax.random.key(0), args.depth, args.width)
+    variables = models.init(jax.random.key(0), cifar_resnet.name(args.depth, args.width))
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
           f"ResNet-{args.depth} width {args.width}, batch {args.batch}, {args.steps} timed steps")
     single = measure("separate", 1, args, d, variables)
@@ -140,7 +141,7 @@ def scaling(args) -> None:
 def child(args) -> None:
     """One row with a mesh of `args.mesh` devices (run by `scaling` in a fresh process)."""
     d = data.to_device(data.synthetic(num_train=4 * args.batch, num_test=args.batch))
-    variables = models.init(jax.random.key(0), args.depth, args.width)
+    variables = models.init(jax.random.key(0), cifar_resnet.name(args.depth, args.width))
     mesh = sharding.sibling_mesh(jax.devices()[:args.mesh])
     strategy = siblings.default_strategy()
     print(json.dumps(measure(strategy, int(args.k), args, d, variables, mesh)))

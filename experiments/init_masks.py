@@ -1,4 +1,4 @@
-"""Global magnitude masks of freshly initialized ResNets: per-layer densities and chance baselines.
+"""Global magnitude masks of freshly initialized networks: per-layer densities and chance baselines.
 
     python experiments/init_masks.py --k=3 --density=0.107
 
@@ -19,16 +19,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=3, help="independent initializations")
     ap.add_argument("--density", type=float, default=0.8**10, help="fraction of weights kept")
-    ap.add_argument("--depth", type=int, default=20)
-    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--model", default="cifar_resnet_20", help="a name in jaxlottery.models")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    try:
+        network = models.get(args.model)
+    except ValueError as e:
+        ap.error(str(e))
 
     root = jax.random.key(args.seed)
-    params = [models.init(jax.random.fold_in(root, i), args.depth, args.width)["params"]
+    params = [models.init(jax.random.fold_in(root, i), args.model)["params"]
               for i in range(args.k)]
-    ms = [masks.magnitude_prune(p, args.density) for p in params]
-    print(f"ResNet-{args.depth} width {args.width}: {masks.count(ms[0])[1]:,} prunable weights, "
+    ms = [masks.magnitude_prune(p, args.density, rule=network.prunable) for p in params]
+    print(f"{network.description}: {masks.count(ms[0])[1]:,} prunable weights, "
           f"density {float(masks.density(ms[0])):.4f}")
     print(f"{'layer':40s} {'size':>7s} {'density':>8s}")
     for (p, d), n in zip(masks.layer_densities(ms[0]).items(), masks.layer_sizes(ms[0]).values()):

@@ -54,7 +54,7 @@ FIXED_S = 40.0  # start-up, data, masks, consistency, report and figures (an est
 
 SIZES = {"full": {},
          "calibrate": dict(train_subset=2048, test_subset=1000),
-         "tiny": dict(model_depth=8, model_width=4, train_subset=2000, test_subset=500)}
+         "tiny": dict(model="cifar_resnet_8_4", train_subset=2000, test_subset=500)}
 
 
 def study(dataset: str, epochs: int, retrain_seeds: int, size: str = "full") -> Config:

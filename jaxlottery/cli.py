@@ -20,6 +20,9 @@ from jaxlottery.config import Config, ConfigError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:  # one line, exit 2
+        if "--model_depth" in message or "--model_width" in message:
+            message += ("; the network is named by --model now: --model=cifar_resnet_<depth> "
+                        "(width 16) or cifar_resnet_<depth>_<width>")
         self.exit(2, f"error: {message} (see --help)\n")
 
 

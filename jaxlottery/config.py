@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,8 @@ import numpy as np
 from jaxlottery import imprint
 from jaxlottery.masks import COMPOSITIONS
 from jaxlottery.presets import PRESETS
-# config's API since before validation.py existed: ConfigError and the two family rules
-from jaxlottery.validation import ConfigError, check_architecture, check_config, check_recipe  # noqa: F401
+# config's API since before validation.py existed: ConfigError and the recipe's rule
+from jaxlottery.validation import ConfigError, check_config, check_recipe  # noqa: F401
 
 PAPER_DENSITIES = tuple(0.8**level for level in (3, 5, 7, 8, 10, 12, 14, 16, 18))
 RETRAIN_DENSITIES = tuple(0.8**level for level in (5, 8, 12, 16))
@@ -51,8 +52,10 @@ class Config:
     test_subset: int | None = option(None, "evaluate on a seeded random subset of this many "
                                      "test images")
     # Model
-    model_depth: int = option(20, "ResNet depth 6n+2 (8, 14, 20, 32, 56)")
-    model_width: int = option(16, "channels of the first stage (ResNet-20: 16)")
+    model: str = option("cifar_resnet_20", "the network, by name (jaxlottery.models): "
+                        "cifar_resnet_<depth>[_<width>] (the paper's ResNet-20 is cifar_resnet_20; "
+                        "width 16 unless given), cifar_vgg_<11|13|16|19>[_<width>], "
+                        "wrn_<depth>_<k>")
     compute_dtype: str = option("float32", "dtype of the networks' arithmetic: float32, or "
                                 "bfloat16 (opt-in: weights, BN statistics, loss and everything "
                                 "stored stay float32; its measured effect is in the README)")
@@ -303,6 +306,7 @@ class Config:
         diff = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in NOT_HASHED
                 and getattr(self, f.name) != INTRODUCED_AS.get(f.name, getattr(default, f.name))}
+        diff.update(diff.pop("model", None) and _model_key(self.model) or {})
         text = json.dumps(diff, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -318,6 +322,7 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = _named_model(d)
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown configuration fields: {unknown}")
@@ -338,6 +343,40 @@ NOT_HASHED = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata[
 # before them keeps its id only when asked for that design (`--mask_replicates=1
 # --positive_control=false`), and a config.json written before them reads back with them.
 INTRODUCED_AS = {"mask_replicates": 1, "positive_control": False}
+
+
+def _resnet_arguments(model: Any) -> tuple[int, int] | None:
+    """(depth, width) of a `cifar_resnet_<depth>[_<width>]` name, else None."""
+    found = re.fullmatch(r"cifar_resnet_(\d+)(?:_(\d+))?", model) if isinstance(model, str) else None
+    return (int(found[1]), int(found[2] or 16)) if found else None
+
+
+def _model_key(model: Any) -> dict[str, Any]:
+    """What a run id hashes for the model: a CIFAR ResNet as the `model_depth`/`model_width`
+    fields that named it before models had names (so its runs keep their ids; `cifar_resnet_20`
+    and `cifar_resnet_20_16` are one network and one id), any other model by its name."""
+    resnet = _resnet_arguments(model)
+    if resnet is None:
+        return {"model": model}
+    return {k: v for k, v, default in zip(("model_depth", "model_width"), resnet, (20, 16))
+            if v != default}
+
+
+def _named_model(d: dict[str, Any]) -> dict[str, Any]:
+    """A record written before models had names (`model_depth`, `model_width`) with the name
+    of the network those fields gave."""
+    if "model_depth" not in d and "model_width" not in d:
+        return d
+    if "model" in d:
+        raise ConfigError("a configuration names its model twice: model and "
+                          "model_depth/model_width")
+    d = dict(d)
+    depth, width = d.pop("model_depth", 20), d.pop("model_width", 16)
+    if not (isinstance(depth, int) and isinstance(width, int)):
+        raise ConfigError(f"model_depth and model_width must be integers, got {depth!r}, "
+                          f"{width!r}")
+    d["model"] = f"cifar_resnet_{depth}" + (f"_{width}" if width != 16 else "")
+    return d
 
 
 def _min_k(how: str) -> int:

@@ -40,20 +40,23 @@ def agreement(ms, reference=None) -> dict:
     return out
 
 
-@functools.partial(jax.jit, static_argnames="densities")
-def snapshot(params, references: tuple, densities: tuple[float, ...]) -> list[dict]:
-    """`agreement` of the one-shot global magnitude masks of a params stack at every density,
-    each against its stack of reference masks: one compiled program per stack shape."""
-    return [agreement(masks.magnitude_prune(params, d, stacked=True), ref)
+@functools.partial(jax.jit, static_argnames=("densities", "rule"))
+def snapshot(params, references: tuple, densities: tuple[float, ...],
+             rule: masks.Rule = masks.default_rule) -> list[dict]:
+    """`agreement` of the one-shot global magnitude masks of a params stack (of the weights
+    `rule` prunes) at every density, each against its stack of reference masks: one compiled
+    program per stack shape."""
+    return [agreement(masks.magnitude_prune(params, d, stacked=True, rule=rule), ref)
             for d, ref in zip(densities, references)]
 
 
-def references(params, densities: tuple[float, ...], k: int, stacked: bool) -> tuple:
+def references(params, densities: tuple[float, ...], k: int, stacked: bool,
+               rule: masks.Rule = masks.default_rule) -> tuple:
     """The reference masks of a snapshot: the one-shot masks of the starting weights at every
     density, as stacks of k (one set of weights shared by all members unless `stacked`)."""
     out = []
     for d in densities:
-        m = masks.magnitude_prune(params, d, stacked=stacked)
+        m = masks.magnitude_prune(params, d, stacked=stacked, rule=rule)
         out.append(m if stacked else stacks.stack([m] * k))
     return tuple(out)
 
@@ -96,7 +99,8 @@ def layer_rows(stats: dict) -> list[dict]:
             for layer in stats["kappa_layers"]]
 
 
-def snapshot_rows(params, refs: tuple, densities: tuple[float, ...]) -> list[dict]:
+def snapshot_rows(params, refs: tuple, densities: tuple[float, ...],
+                  rule: masks.Rule = masks.default_rule) -> list[dict]:
     """A snapshot's rows, one per density, each with its per-layer rows under "layers"."""
-    stats = jax.device_get(snapshot(params, refs, tuple(densities)))
+    stats = jax.device_get(snapshot(params, refs, tuple(densities), rule))
     return [dict(row(s), density=d, layers=layer_rows(s)) for d, s in zip(densities, stats)]

@@ -25,7 +25,7 @@ def announce(ctx: Context) -> None:
     ctx.log(f"run {cfg.run_id()} in {ctx.rundir}")
     ctx.log(f"data: {ctx.dataset.name}{' (SYNTHETIC)' if ctx.dataset.synthetic else ''}, "
             f"{n} train / {ctx.dataset.x_test.shape[0]} test images of {ctx.dataset.image_shape}; "
-            f"model ResNet-{cfg.model_depth} width {cfg.model_width}")
+            f"model {models.get(cfg.model).description}")
     ctx.log("stages: " + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())
             + f" network-epochs; {total:,.0f} in all = {total * n:,.0f} training images")
     ctx.log(siblings.strategy_note(cfg.strategy, cfg.steps_per_call, cfg.xla_options,
@@ -72,8 +72,7 @@ def measure_throughput(ctx: Context) -> float:
     A program of more than 20 iterations (a whole epoch) is not run twice for an estimate: a
     3-iteration program of the same kind is timed instead."""
     cfg = ctx.config
-    init = models.init(ctx.key(INIT), cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
-                       ctx.dataset.image_shape)
+    init = models.init(ctx.key(INIT), cfg.model, ctx.dataset.num_classes, ctx.dataset.image_shape)
     n = ctx.dataset.x_train.shape[0]
     how = siblings.resolve(cfg.strategy, cfg.steps_per_call, cfg.xla_options, cfg.flat_update)
     iterations, count, tail = siblings.calls(0, ctx.spe, ctx.spe, n, cfg.batch_size,

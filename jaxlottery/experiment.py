@@ -72,8 +72,7 @@ def _context(config: Config, rundir: str, dataset: data_lib.Dataset, progress: b
     main = sharding.is_main()
     n = len(stages.STAGES)
     return Context(config, rundir, dataset, data_lib.to_device(dataset),
-                   models.resnet(config.model_depth, config.model_width, dataset.num_classes,
-                                 config.compute_dtype),
+                   models.create(config.model, dataset.num_classes, config.compute_dtype),
                    train_lib.Recipe.from_config(config), jax.random.key(config.seed),
                    progress and main, log if main else (lambda _: None),
                    labels={s.name: f"[{i}/{n}]" for i, s in enumerate(stages.STAGES, 1)},
@@ -97,7 +96,7 @@ def dry_run(config: Config, workdir: str = "runs", log: Callable[[str], None] = 
     seconds = sum(cost.values()) * n / img_s
     log(f"run directory: {rundir} ({state})")
     log(f"data: {dataset.name}, {n:,} train / {dataset.x_test.shape[0]:,} test images of "
-        f"{dataset.image_shape}; model ResNet-{config.model_depth} width {config.model_width}")
+        f"{dataset.image_shape}; model {models.get(config.model).description}")
     for i, stage in enumerate(stages.STAGES, 1):
         epochs = cost.get(stage.name, 0) + (cost.get("independent", 0)
                                              if stage.name == "siblings" else 0)
@@ -145,13 +144,9 @@ def check_feasible(config: Config, dataset: data_lib.Dataset) -> None:
         if s % spe == 0 and s // spe in config.spawn_epochs:
             raise ConfigError(f"--spawn_iterations: {s} iterations is spawn epoch {s // spe} "
                               f"({spe} iterations per epoch); give each spawn point once")
-    variables = jax.eval_shape(lambda: models.init(
-        jax.random.key(0), config.model_depth, config.model_width, dataset.num_classes,
-        dataset.image_shape))
-    params = variables["params"]
-    n = sum(int(np.prod(x.shape)) for x, p in zip(jax.tree.leaves(params),
-                                                  jax.tree.leaves(masks.prunable(params))) if p)
-    model = f"ResNet-{config.model_depth} width {config.model_width}"
+    network = models.get(config.model)
+    n = network.prunable_weights(dataset.num_classes, tuple(dataset.image_shape))
+    model = network.description
     for flag in ("densities", "retrain_densities"):
         for d in getattr(config, flag):
             if np.floor(d * n + 0.5) < 1:
@@ -183,14 +178,12 @@ def check_memory(config: Config, dataset: data_lib.Dataset) -> None:
     else:
         return
     n, shape = len(dataset.y_train), tuple(dataset.image_shape)
-    model = models.resnet(config.model_depth, config.model_width, dataset.num_classes,
-                          config.compute_dtype)
+    model = models.create(config.model, dataset.num_classes, config.compute_dtype)
     recipe = train_lib.Recipe.from_config(config)
     per_member = siblings.member_bytes(model, recipe, n, shape)
     state = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(
-        lambda: siblings.spawn(models.init(jax.random.key(0), config.model_depth,
-                                           config.model_width, dataset.num_classes, shape),
-                               1, recipe))))
+        lambda: siblings.spawn(models.init(jax.random.key(0), config.model, dataset.num_classes,
+                                           shape), 1, recipe))))
     stack = max(config.k, config.retrain_chunk or 0)
     together = siblings.resolve(config.strategy).strategy in ("vmap", "hybrid")
     data_bytes = dataset.x_train.nbytes + dataset.x_test.nbytes
@@ -198,11 +191,11 @@ def check_memory(config: Config, dataset: data_lib.Dataset) -> None:
     if need > free:
         gb = lambda b: f"{b / 1e9:.2f} GB" if b >= 1e8 else f"{b / 1e6:.1f} MB"  # noqa: E731
         raise ConfigError(
-            f"--k: a stack of {stack} networks (ResNet-{config.model_depth} width "
-            f"{config.model_width}, batch {config.batch_size}) needs about {gb(need)} on "
+            f"--k: a stack of {stack} networks ({models.get(config.model).description}, "
+            f"batch {config.batch_size}) needs about {gb(need)} on "
             f"{where} ({gb(per_member)} per network{' at once' if together else ''}, "
             f"{gb(data_bytes)} of data) and {gb(free)} are free; lower --k, --retrain_chunk, "
-            f"--batch_size or --model_width"
+            f"--batch_size or --model (a smaller network)"
             f"{', or run members in sequence (--strategy=map)' if together else ''}")
 
 

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxlottery import checkpoint, criteria, files, paths, sharding, siblings, stacks
+from jaxlottery import checkpoint, criteria, files, models, paths, sharding, siblings, stacks
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import Config
@@ -72,6 +72,11 @@ class Context:
     images: dict = dataclasses.field(default_factory=dict)
     mesh: Any = None  # the sibling axis over all devices, when there are several
     init: int = 0  # which initialization of --inits this context runs (0: the root's)
+
+    @property
+    def prunable(self):
+        """The model family's rule for which weights every mask of the study prunes."""
+        return models.get(self.config.model).prunable
 
     @property
     def spe(self) -> int:

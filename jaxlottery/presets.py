@@ -21,13 +21,13 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "quick": dict(model_depth=8, model_width=8, train_subset=4000, test_subset=2000, epochs=12,
+    "quick": dict(model="cifar_resnet_8_8", train_subset=4000, test_subset=2000, epochs=12,
                   lr_drop_epochs=(6, 9), k=4, spawn_epochs=(0, 1, 3),
                   densities=(0.8**3, 0.8**7, 0.8**10, 0.8**14), independent_inits=2,
                   k_values=(2, 4), retrain_spawn_epochs=(1,), retrain_densities=(0.8**7, 0.8**14),
                   baseline_siblings=2, random_baselines=("random", "random_matched", "reinit"),
                   lmc_pairs=2, imp_levels=4, imp_rate=0.36, imp_k=2, retrain_seeds=2),
-    "smoke": dict(dataset="synthetic", model_depth=8, model_width=4, train_subset=256,
+    "smoke": dict(dataset="synthetic", model="cifar_resnet_8_4", train_subset=256,
                   test_subset=128, epochs=3, lr_drop_epochs=(2,), batch_size=64, k=3,
                   spawn_epochs=(0, 1), densities=(0.5, 0.2), independent_inits=2, k_values=(2, 3),
                   retrain_spawn_epochs=(1,), retrain_densities=(0.2,), baseline_siblings=2,
@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 PRESETS["imprint"] = dict(
     {k: v for k, v in PRESETS["quick"].items()
-     if k in ("model_depth", "model_width", "train_subset", "test_subset", "epochs",
+     if k in ("model", "train_subset", "test_subset", "epochs",
               "lr_drop_epochs", "k", "densities", "independent_inits")},
     spawn_epochs=(0,), retrain_spawn_epochs=(), k_values=(2,), baseline_siblings=1, lmc_pairs=0,
     inits=2)

@@ -134,14 +134,23 @@ def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
     return head + body
 
 
+def model_description(results: dict) -> str:
+    """What the run's network is called ("ResNet-20 width 16"); a record written before models
+    had names gives its ResNet's depth and width."""
+    if "model" in results:
+        return results["model"]["description"]
+    cfg = results["config"]
+    return f"ResNet-{cfg.get('model_depth', 20)} width {cfg.get('model_width', 16)}"
+
+
 def markdown(results: dict) -> str:
     cfg, ds, env = results["config"], results["dataset"], results["environment"]
     timing = results["timing"]
     synthetic = " **(synthetic data: numbers say nothing about the paper)**" if ds["synthetic"] else ""
     out = [f"# jaxlottery report: run {results['run_id']}\n",
            f"Data: {ds['name']}{synthetic}, {ds['train']} train / {ds['test']} test images "
-           f"{tuple(ds['image_shape'])}, {ds['num_classes']} classes. Model: ResNet-"
-           f"{cfg['model_depth']} width {cfg['model_width']}. {cfg['epochs']} epochs, batch "
+           f"{tuple(ds['image_shape'])}, {ds['num_classes']} classes. Model: "
+           f"{model_description(results)}. {cfg['epochs']} epochs, batch "
            f"{cfg['batch_size']}, k = {cfg['k']} siblings, seed {cfg['seed']}. "
            + _criterion_words(cfg) + "\n",
            f"Ran on {env['device_kind']} ({env['backend']}, {env['device_count']} device(s)), "

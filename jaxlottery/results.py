@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import provenance, verdicts
+from jaxlottery import models, provenance, verdicts
 from jaxlottery import imprint as imprint_lib
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
@@ -48,6 +48,9 @@ def assemble(ctx: Context, out: dict) -> dict:
                     "test": int(ctx.dataset.x_test.shape[0]),
                     "image_shape": list(ctx.dataset.image_shape),
                     "num_classes": ctx.dataset.num_classes},
+        "model": {"name": cfg.model, "description": models.get(cfg.model).description,
+                  "prunable_weights": models.get(cfg.model).prunable_weights(
+                      ctx.dataset.num_classes, tuple(ctx.dataset.image_shape))},
         "imprint": imprint(cfg, int(ctx.dataset.x_train.shape[0])),
         "dense": dense,
         "consistency": consistency,

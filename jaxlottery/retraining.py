@@ -29,11 +29,12 @@ def retrain(ctx: Context, out: dict) -> dict[int, list[dict]]:
         spawn_vars = out["shared"][t]
         entries = out["composition"][t]["entries"] + [DENSE_CONTROL]
         stack = masks.load(out["composition"][t]["masks"], like=spawn_vars["params"])
-        stack = stacks.stack(stacks.unstack(stack) + [masks.ones_like(spawn_vars["params"])])
+        dense_mask = masks.ones_like(spawn_vars["params"], ctx.prunable)
+        stack = stacks.stack(stacks.unstack(stack) + [dense_mask])
         fresh = None
         if any(e.get("reinit") for e in entries):
-            fresh = models.init(ctx.key(REINIT, t), cfg.model_depth, cfg.model_width,
-                                ctx.dataset.num_classes, ctx.dataset.image_shape)
+            fresh = models.init(ctx.key(REINIT, t), cfg.model, ctx.dataset.num_classes,
+                                ctx.dataset.image_shape)
         n, seeds = len(entries), range(cfg.retrain_seeds)
         keys = [ctx.key(RETRAIN_DATA, t, *([r] if r else [])) for r in seeds for _ in entries]
         outcome = train_masks(ctx, paths.retraining(t), t, spawn_vars,
@@ -71,11 +72,10 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
     dense = jax.tree.map(np.asarray, out["siblings"]["spawned"][t]["variables"]["params"])
     # Per chain: its mask, the networks trained under it and their data keys (to score them).
     dense_keys = [ctx.sibling_key(t, i) for i in range(n_sib)]
-    current = {"imp": (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, 1),
-                       dense_keys[:1])}
+    everything = masks.ones_like(stacks.index(dense, 0), ctx.prunable)
+    current = {"imp": (everything, stacks.first(dense, 1), dense_keys[:1])}
     for how in chains[2:]:
-        current[how] = (masks.ones_like(stacks.index(dense, 0)), stacks.first(dense, n_sib),
-                        dense_keys)
+        current[how] = (everything, stacks.first(dense, n_sib), dense_keys)
 
     def scores(chain: str):  # the --criterion scores of a chain's networks, from W_t
         _, params, keys = current[chain]
@@ -98,7 +98,7 @@ def iterative_pruning(ctx: Context, out: dict) -> list[dict] | None:
                         continue
                     first_dense = first_dense or [stacks.index(ctx.scorer(
                         spawn_vars, dense_keys[:1], ctx.spawn_step(t))(stacks.first(dense, 1)), 0)]
-                    m, size = masks.magnitude_prune(first_dense[0], d), 1
+                    m, size = masks.magnitude_prune(first_dense[0], d, rule=ctx.prunable), 1
                 else:
                     m, size = imp.compose_further(scores(chain), current[chain][0], d,
                                                   chain), n_sib

@@ -39,9 +39,8 @@ class Run:
 
     @property
     def model(self):
-        """The Flax module the run trained (ResNet of its depth, width and classes)."""
-        return models.resnet(self.config.model_depth, self.config.model_width, self._classes(),
-                             self.config.compute_dtype)
+        """The Flax module the run trained (its `--model` for its classes)."""
+        return models.create(self.config.model, self._classes(), self.config.compute_dtype)
 
     def spawn(self, t: int | str, init: int = 0) -> dict:
         """W_t: the shared network's variables at spawn point t (an epoch of the spawn epochs,
@@ -116,8 +115,8 @@ class Run:
             return checkpoint.load_arrays(path)
         except ValueError:  # an earlier version's positional layout: the model's tree gives the
             like = jax.eval_shape(lambda: models.init(
-                jax.random.key(0), self.config.model_depth, self.config.model_width,
-                self._classes(), self._image_shape()))  # structure (shapes come from the file)
+                jax.random.key(0), self.config.model, self._classes(),
+                self._image_shape()))  # structure (shapes come from the file)
             return checkpoint.load_arrays(path, like)
 
     def _dataset(self) -> dict:

@@ -130,16 +130,16 @@ def _snapshot_hook(ctx: Context, scorer: Callable, start_params, stacked: bool,
         if epoch + 1 not in epochs:
             return
         if not refs:  # the starting weights' masks, made once, when first needed
-            refs.append(consistency_stats.references(start_params, densities, k, stacked))
+            refs.append(consistency_stats.references(start_params, densities, k, stacked,
+                                                       ctx.prunable))
         params = st.params if sharding.fully_addressable(st.params) else sharding.gather(st.params)
-        record["snapshot"] = consistency_stats.snapshot_rows(scorer(params), refs[0], densities)
+        record["snapshot"] = consistency_stats.snapshot_rows(scorer(params), refs[0], densities,
+                                                            ctx.prunable)
     return hook
 
 
 def _init(ctx: Context, key) -> dict:
-    cfg = ctx.config
-    return models.init(key, cfg.model_depth, cfg.model_width, ctx.dataset.num_classes,
-                       ctx.dataset.image_shape)
+    return models.init(key, ctx.config.model, ctx.dataset.num_classes, ctx.dataset.image_shape)
 
 
 def _sibling_scores(ctx: Context, out: dict, t: int | str):
@@ -159,11 +159,13 @@ def mask_files(ctx: Context, out: dict) -> dict:
             path = ctx.path(paths.sibling_masks("siblings", t, i))
             if not done(ctx, path):
                 scores = scores or [_sibling_scores(ctx, out, t)]
-                write(masks.save, path, masks.magnitude_prune(scores[0], d, stacked=True))
+                write(masks.save, path, masks.magnitude_prune(
+                    scores[0], d, stacked=True, rule=ctx.prunable))
             files["siblings", t, i] = path
             path = ctx.path(paths.sibling_masks("spawn", t, i))
             if not done(ctx, path):  # the reference: W_t's own magnitude mask
-                write(masks.save, path, masks.magnitude_prune(out["shared"][t]["params"], d))
+                write(masks.save, path, masks.magnitude_prune(
+                    out["shared"][t]["params"], d, rule=ctx.prunable))
             files["spawn", t, i] = path
     if nets["independent"] is not None:
         scores = []
@@ -172,7 +174,8 @@ def mask_files(ctx: Context, out: dict) -> dict:
             if not done(ctx, path):
                 scores = scores or [_independent_scorer(ctx)(
                     nets["independent"]["variables"]["params"])]
-                write(masks.save, path, masks.magnitude_prune(scores[0], d, stacked=True))
+                write(masks.save, path, masks.magnitude_prune(
+                    scores[0], d, stacked=True, rule=ctx.prunable))
             files["independent", None, i] = path
     return files
 
@@ -295,20 +298,21 @@ def _composed(ctx: Context, t: int, sibling_scores: Callable, spawn_vars: dict,
                 at_least = masks.at_least(how, kk)  # None for a rule that is no threshold
                 for g in range(cfg.mask_groups(kk)):  # group g: siblings g k' .. (g + 1) k' - 1
                     ids = list(range(g * kk, (g + 1) * kk))
-                    m, sd = masks.compose(stacks.take(params, ids), d, how=how,
+                    m, sd = masks.compose(stacks.take(params, ids), d, how=how, rule=ctx.prunable,
                                           weights=_weights(accuracies, ids))
                     composed.setdefault((how, kk), (m, at_least, float(sd)))
                     add({"method": how, "k": kk, "at_least": at_least, "replicate": g,
                          "siblings": list(range(g * kk, (g + 1) * kk)),
                          "sibling_density": float(sd)}, m, d)
-            one_shot = [masks.magnitude_prune(stacks.index(params, i), d)
+            one_shot = [masks.magnitude_prune(stacks.index(params, i), d, rule=ctx.prunable)
                         for i in range(cfg.baseline_siblings)]
             for i, m in enumerate(one_shot):
                 add({"method": "baseline", "k": 1, "sibling": i, "replicate": i,
                      "sibling_density": d}, m, d)
             for method in cfg.random_baseline_methods():
                 if method == "random":
-                    m = masks.random_mask(ctx.key(RANDOM_MASKS, t, j, 0), spawn_vars["params"], d)
+                    m = masks.random_mask(ctx.key(RANDOM_MASKS, t, j, 0), spawn_vars["params"], d,
+                                          rule=ctx.prunable)
                     add({"method": method, "k": 1, "sibling_density": d}, m, d)
                 elif method == "random_matched":  # the positive control, one per baseline
                     for i in range(cfg.control_masks()):
@@ -345,7 +349,8 @@ def _natural(ctx: Context, t: int, j: int, params, d: float,
     `natural` and naming the target they came from. A method whose masks keep nothing is
     left out."""
     cfg = ctx.config
-    own = [masks.magnitude_prune(stacks.index(params, i), d) for i in range(cfg.k)]
+    own = [masks.magnitude_prune(stacks.index(params, i), d, rule=ctx.prunable)
+           for i in range(cfg.k)]
     out = []
     for c, (how, kk) in enumerate(cfg.compose_methods(cfg.effective_k_values())):
         m_of = masks.at_least(how, kk)
@@ -358,7 +363,7 @@ def _natural(ctx: Context, t: int, j: int, params, d: float,
         tag = {"natural": True, "natural_of": [how, kk], "sibling_density": d}
         out += [({"method": how, "k": kk, "at_least": m_of, "replicate": g, "siblings": sibs,
                   **tag}, m, d_nat) for g, (sibs, m) in enumerate(zip(group, composed))]
-        one_shot = [masks.magnitude_prune(stacks.index(params, i), d_nat)
+        one_shot = [masks.magnitude_prune(stacks.index(params, i), d_nat, rule=ctx.prunable)
                     for i in range(cfg.baseline_siblings)]
         out += [({"method": "baseline", "k": 1, "sibling": i, "replicate": i, **tag}, m, d_nat)
                 for i, m in enumerate(one_shot)]

@@ -55,17 +55,6 @@ def check_recipe(r: Any) -> None:
     need(isinstance(r.augment, bool), "augment", f"must be true or false, got {r.augment!r}")
 
 
-def check_architecture(depth: int, width: int, num_classes: int) -> None:
-    """Raise ValueError unless (depth, width, num_classes) name a member of the CIFAR ResNet
-    family (jaxlottery.models)."""
-    if not _is_int(depth) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
-    if not _is_int(width) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-
-
 def check_config(c: Any) -> None:
     """Raise ConfigError naming the flag of the first setting of `c` (a Config) that cannot
     run: every flag checked by class, before anything is written."""
@@ -84,10 +73,11 @@ def check_config(c: Any) -> None:
     need(_is_int(c.k) and c.k >= 1, "k", f"must be an integer >= 1, got {c.k!r}")
     need(c.k >= 2, "k", "needs at least 2 siblings to compare masks")
     try:
-        check_architecture(c.model_depth, c.model_width, 10)
+        from jaxlottery import models  # the registry names the networks (flax: not at import)
+
+        models.get(c.model)
     except ValueError as e:
-        flag = "model_depth" if "depth" in str(e) else "model_width"
-        raise ConfigError(f"--{flag}: {e}") from None
+        raise ConfigError(f"--model: {e}") from None
     check_recipe(c)
     for flag, values in (("spawn_epochs", c.spawn_epochs),
                          ("retrain_spawn_epochs", c.retrain_spawn_epochs)):

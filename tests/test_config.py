@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import pytest
 
@@ -15,7 +16,7 @@ def test_paper_defaults_follow_the_protocol():
     r = Recipe.from_config(c)
     assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.epochs) == (0.1, 0.9, 1e-4, 128, 160)
     assert r.lr_drop_epochs == (80, 120) and not r.nesterov and r.augment
-    assert (c.dataset, c.model_depth, c.model_width, c.k) == ("cifar10", 20, 16, 10)
+    assert (c.dataset, c.model, c.k) == ("cifar10", "cifar_resnet_20", 10)
     assert c.spawn_epochs == (0, 1, 2, 5) and c.k_values == (2, 3, 5, 10)
     assert [round(100 * d, 1) for d in c.densities] == [51.2, 32.8, 21.0, 16.8, 10.7, 6.9, 4.4,
                                                         2.8, 1.8]
@@ -98,6 +99,46 @@ def test_run_ids_are_pinned_and_ignore_defaults_and_execution_fields():
     assert Config(criterion="movement").run_id() != Config().run_id()
 
 
+def test_models_by_name_keep_the_ids_of_the_depth_and_width_they_replaced():
+    """Pinned at the commit before models had names (model_depth/model_width fields): the same
+    ResNet gets the same id under either name; another family's name is hashed as given."""
+    assert config.preset("quick").run_id() == "132e1071f312"
+    assert config.preset("imprint").run_id() == "9273f51b45ee"
+    assert Config(model="cifar_resnet_56").run_id() == "90ed6bd4f5b0"
+    assert Config(model="cifar_resnet_20_32").run_id() == "aeba3601a92f"
+    assert Config(model="cifar_resnet_20_16").run_id() == Config().run_id()
+    assert Config(model="cifar_vgg_16").run_id() not in (Config().run_id(),
+                                                        Config(model="cifar_vgg_16_64").run_id())
+
+
+def test_records_written_with_depth_and_width_load_as_named_models_with_their_ids():
+    """Every committed run's results.json predates model names: it reads back as the named
+    model with the id the commit before names (f2f3619) gave it: the id it was written under,
+    except the run made before issue 23's new defaults, which that issue re-addressed."""
+    import glob
+    import json
+
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+    readdressed = {os.path.join(docs, "quick_composition_fashion_mnist", "results.json"):
+                   "e45bed7bd8bd"}
+    found = glob.glob(os.path.join(docs, "**", "results.json"), recursive=True)
+    assert len(found) >= 5 and set(readdressed) <= set(found)
+    for path in found:
+        with open(path) as f:
+            record = json.load(f)
+        assert "model_depth" in record["config"], path
+        back = Config.from_dict(record["config"])
+        assert back.model == "cifar_resnet_{model_depth}{suffix}".format(
+            suffix="" if record["config"]["model_width"] == 16 else
+            f"_{record['config']['model_width']}", **record["config"]), path
+        assert back.run_id() == readdressed.get(path, record["run_id"]), path
+    assert Config.from_dict({"model_depth": 8}).model == "cifar_resnet_8"
+    with pytest.raises(ConfigError, match="names its model twice"):
+        Config.from_dict({"model": "cifar_vgg_16", "model_width": 8})
+    with pytest.raises(ConfigError, match="must be integers"):
+        Config.from_dict({"model_depth": "20"})
+
+
 def test_adding_an_option_with_a_default_keeps_old_ids():
     @dataclasses.dataclass(frozen=True)
     class Extended(Config):
@@ -114,7 +155,7 @@ def test_presets_are_valid(name):
 @pytest.mark.parametrize("change,flag", [
     (dict(k=0), "--k"), (dict(k=1), "--k"), (dict(densities=(0.5, 0.0)), "--densities"),
     (dict(densities=(1.5,)), "--densities"), (dict(spawn_epochs=(0, 160)), "--spawn_epochs"),
-    (dict(k=3), "--k_values"), (dict(model_depth=19), "--model_depth"),
+    (dict(k=3), "--k_values"), (dict(model="cifar_resnet_19"), "--model"),
     (dict(retrain_spawn_epochs=(3,)), "--retrain_spawn_epochs"), (dict(compose=("xor",)), "--compose"),
     (dict(independent_inits=1), "--independent_inits"), (dict(strategy="pmap"), "--strategy"),
     (dict(lr_drop_epochs=(200,)), "--lr_drop_epochs"), (dict(train_subset=0), "--train_subset"),

@@ -11,9 +11,9 @@ from jaxlottery.train import Recipe
 @pytest.fixture(scope="module")
 def two_siblings():
     d = data.to_device(data.synthetic(num_train=256, num_test=128, image_shape=(16, 16, 3), seed=2))
-    v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(16, 16, 3))
     r = Recipe(batch_size=64, epochs=2, lr_drop_epochs=(1,))
-    model = models.resnet(8, 4)
+    model = models.create("cifar_resnet_8_4")
     states, _ = siblings.train(siblings.spawn(v, 2, r), jax.random.split(jax.random.key(1), 2), d,
                                model, r, until=8, evaluate=False)
     a, b = (train.variables(stacks.index(states, i)) for i in range(2))

@@ -105,8 +105,8 @@ def test_snip_gradients_are_the_training_steps_own():
     exactly minus the gradient `batch_gradients` reports for the same member and iteration;
     several batches average."""
     ds = data.to_device(data.synthetic(num_train=40, num_test=8, image_shape=(8, 8, 3), seed=1))
-    model = models.resnet(8, 4)
-    v = models.init(jax.random.key(0), 8, 4, image_shape=(8, 8, 3))
+    model = models.create("cifar_resnet_8_4")
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(8, 8, 3))
     recipe = train.Recipe(batch_size=16, epochs=2, lr=1.0, momentum=0.0, weight_decay=0.0,
                           lr_drop_epochs=())
     key, step = jax.random.key(5), 2  # iteration 2: the epoch's last, partial batch

@@ -245,7 +245,7 @@ def test_retraining_chunks_are_planned_once_and_kept(tmp_path, monkeypatch):
     def ctx(**cfg):
         return types.SimpleNamespace(
             config=config.preset("smoke", k=10, **cfg), log=logs.append, mesh=None,
-            model=models.resnet(8, 4), recipe=Recipe(batch_size=64),
+            model=models.create("cifar_resnet_8_4"), recipe=Recipe(batch_size=64),
             dataset=types.SimpleNamespace(x_train=np.zeros((256, 8, 8, 3)), image_shape=(8, 8, 3)),
             path=lambda rel: pipeline.Context.path(types.SimpleNamespace(rundir=str(tmp_path)), rel))
 
@@ -307,7 +307,7 @@ def test_inits_and_spawn_points_in_iterations(tmp_path):
     rundir = tmp_path / cfg.run_id()
     assert {(r["init"], r["spawn_epoch"], r["spawn_iteration"]) for r in results["consistency"]} == \
         {(i, t, s) for i in (0, 1) for t, s in ((0, 0), (0.5, 2))}
-    like = models.init(jax.random.key(0), 8, 4)
+    like = models.init(jax.random.key(0), "cifar_resnet_8_4")
     w0 = checkpoint.load_arrays(str(rundir / paths.spawn_weights(0)), like, as_numpy=True)
     w0b = checkpoint.load_arrays(str(rundir / "inits" / "1" / paths.spawn_weights(0)), like,
                                  as_numpy=True)
@@ -333,12 +333,12 @@ def test_inits_and_spawn_points_in_iterations(tmp_path):
     # W at 2 iterations: the shared network (its init and data key) after exactly 2 iterations
     ds = experiment.load_dataset(cfg)
     root = jax.random.key(cfg.seed)
-    init = models.init(jax.random.fold_in(root, pipeline.INIT), 8, 4, 10, (32, 32, 3))
+    init = models.init(jax.random.fold_in(root, pipeline.INIT), "cifar_resnet_8_4", 10, (32, 32, 3))
     recipe = train.Recipe.from_config(cfg)
     states, _ = siblings.train(siblings.spawn(init, 1, recipe),
                                jax.random.fold_in(root, pipeline.SHARED_DATA)[None],
-                               data.to_device(ds), models.resnet(8, 4, 10), recipe, until=2,
-                               evaluate=False)
+                               data.to_device(ds), models.create("cifar_resnet_8_4", 10), recipe,
+                               until=2, evaluate=False)
     on_disk = checkpoint.load_arrays(str(rundir / paths.spawn_weights("2it")), like, as_numpy=True)
     for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(train.variables(stacks.index(states, 0)))):
         np.testing.assert_array_equal(a, np.asarray(b))
@@ -415,7 +415,7 @@ def test_a_stack_the_device_cannot_hold_is_refused_before_training(monkeypatch):
     monkeypatch.setattr(hardware, "host_available_bytes", lambda: None)
     experiment.check_memory(cfg, dataset)  # an OS that does not say: nothing to check
     per_member = siblings.member_bytes(
-        models.resnet(cfg.model_depth, cfg.model_width), train.Recipe.from_config(cfg), 256,
+        models.create(cfg.model), train.Recipe.from_config(cfg), 256,
         (32, 32, 3))
 
     class Device:

@@ -49,7 +49,7 @@ def test_no_grouped_convolution_in_a_vmapped_step():
 
 
 def test_the_model_computes_the_same_with_either_convolution():
-    v = models.init(jax.random.key(0), 8, 4, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(16, 16, 3))
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
-    model = models.resnet(8, 4)
+    model = models.create("cifar_resnet_8_4")
     np.testing.assert_array_equal(model.apply(v, x), model.clone(conv="per_member").apply(v, x))

@@ -47,7 +47,7 @@ def test_notebooks_are_stored_without_outputs(name):
 
 def test_masks_tour_runs(smoke, tmp_path):
     _, rundir, _, _ = smoke
-    nb = execute("masks_tour.ipynb", f"DEPTH, WIDTH = 8, 4\nK = 3\nDENSITY = 0.2\nRUN_DIR = {rundir!r}",
+    nb = execute("masks_tour.ipynb", f"MODEL = 'cifar_resnet_8_4'\nK = 3\nDENSITY = 0.2\nRUN_DIR = {rundir!r}",
                  tmp_path)
     text = text_of(nb)
     assert "prunable weights kept" in text and "layer-matched chance" in text

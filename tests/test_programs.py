@@ -20,7 +20,7 @@ from hypothesis import given, strategies as st
 from jaxlottery import data, masks, models, siblings, stacks, train
 from jaxlottery.train import Recipe
 
-ARCH = dict(depth=8, width=4)
+ARCH = "cifar_resnet_8_4"
 N_TRAIN = 100  # batch 32: iterations of 32, 32, 32 and a partial one of 4 per epoch
 RECIPE = Recipe(lr=1e-3, batch_size=32, epochs=3, lr_drop_epochs=(1,))
 
@@ -29,7 +29,7 @@ RECIPE = Recipe(lr=1e-3, batch_size=32, epochs=3, lr_drop_epochs=(1,))
 def setup():
     d = data.to_device(data.synthetic(num_train=N_TRAIN, num_test=40, image_shape=(16, 16, 3),
                                       seed=3))
-    v = models.init(jax.random.key(0), **ARCH, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), ARCH, image_shape=(16, 16, 3))
     keys = jax.random.split(jax.random.key(11), 2)
     ms = masks.stack([masks.magnitude_prune(v["params"], f) for f in (0.3, 0.8)])
     return d, v, keys, ms
@@ -42,9 +42,9 @@ def _train(setup, strategy, per_call, masked, until, start=None):
               evaluate=False)
     history = []
     if start is not None:  # stop mid-epoch, then resume from there
-        states, history = siblings.train(states, keys, d, models.resnet(**ARCH), RECIPE,
+        states, history = siblings.train(states, keys, d, models.create(ARCH), RECIPE,
                                          until=start, **kw)
-    states, more = siblings.train(states, keys, d, models.resnet(**ARCH), RECIPE, until=until, **kw)
+    states, more = siblings.train(states, keys, d, models.create(ARCH), RECIPE, until=until, **kw)
     return states, history + more
 
 
@@ -118,7 +118,7 @@ def test_train_leaves_the_callers_states_intact(setup):
     d, v, keys, ms = setup
     states = siblings.spawn(v, 2, RECIPE)
     before = jax.tree.map(np.asarray, states)
-    siblings.train(states, keys, d, models.resnet(**ARCH), RECIPE, until=2, ms=ms,
+    siblings.train(states, keys, d, models.create(ARCH), RECIPE, until=2, ms=ms,
                    evaluate=False)  # states are donated inside, never the caller's
     for x, y in zip(jax.tree.leaves(states), jax.tree.leaves(before)):
         np.testing.assert_array_equal(x, y)
@@ -129,7 +129,7 @@ def test_train_leaves_the_callers_states_intact(setup):
 def test_stack_evaluation_equals_evaluating_each_member(setup, per_call):
     d, v, keys, ms = setup
     states, _ = _train(setup, "loop", 1, True, until=2)
-    model = models.resnet(**ARCH)
+    model = models.create(ARCH)
     states = stacks.stack([stacks.index(states, i) for i in (0, 1, 0)])
     alone = [train.evaluate(train.variables(stacks.index(states, i)), d, model, batch=16)
              for i in range(3)]
@@ -163,7 +163,7 @@ class CompileCounter:
 @pytest.mark.parametrize("per_call", [1, 1000], ids=["per-step", "epoch-program"])
 def test_nothing_recompiles_after_the_first_epoch(setup, per_call):
     d, v, keys, ms = setup
-    model = models.resnet(**ARCH)
+    model = models.create(ARCH)
     counter = CompileCounter()
     kw = dict(ms=ms, steps_per_call=per_call, evaluate=True, eval_batch=16)
     states, _ = siblings.train(siblings.spawn(v, 2, RECIPE), keys, d, model, RECIPE,
@@ -188,10 +188,10 @@ def test_chunks_fill_the_device_in_balanced_stacks():
 
 @pytest.mark.slow
 def test_stack_capacity_from_the_devices_memory(monkeypatch):
-    model, recipe = models.resnet(**ARCH), RECIPE
+    model, recipe = models.create(ARCH), RECIPE
     assert siblings.stack_capacity(model, recipe, N_TRAIN, (16, 16, 3), "vmap") is None  # CPU
     per_member = siblings.member_bytes(model, recipe, N_TRAIN, (16, 16, 3))
-    state = siblings.spawn(models.init(jax.random.key(0), **ARCH, image_shape=(16, 16, 3)), 1, recipe)
+    state = siblings.spawn(models.init(jax.random.key(0), ARCH, image_shape=(16, 16, 3)), 1, recipe)
     assert per_member > 2 * sum(x.nbytes for x in jax.tree.leaves(state))  # plus activations
 
     class Device:
@@ -245,7 +245,7 @@ def test_flat_update_is_the_leafwise_update(setup):
     zeros exactly, the optimizer state in its per-leaf layout (checkpoints do not depend on the
     choice)."""
     d, v, keys, ms = setup
-    model, mask = models.resnet(**ARCH), stacks.index(ms, 1)
+    model, mask = models.create(ARCH), stacks.index(ms, 1)
     state = train.init_state(v, RECIPE)
     perm = np.arange(N_TRAIN, dtype=np.int32)
     out = [jax.jit(lambda s, flat=flat: train.train_step(
@@ -259,7 +259,7 @@ def test_flat_update_is_the_leafwise_update(setup):
 
 def test_bad_arguments_fail_before_any_compilation(setup):
     d, v, keys, ms = setup
-    model = models.resnet(**ARCH)
+    model = models.create(ARCH)
     with pytest.raises(ValueError, match="k must be"):
         siblings.spawn(v, 0, RECIPE)
     with pytest.raises(ValueError, match="one data key per member"):

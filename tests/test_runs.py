@@ -10,14 +10,15 @@ import pytest
 import jaxlottery
 from jaxlottery import checkpoint, config, masks, models, paths, stacks
 
-CFG = config.Config(model_depth=8, model_width=4, k=2, spawn_epochs=(0,), densities=(0.5, 0.25),
+CFG = config.Config(model="cifar_resnet_8_4", k=2, spawn_epochs=(0,), densities=(0.5, 0.25),
                     k_values=(2,), retrain_spawn_epochs=(0,), retrain_densities=(0.25,),
                     baseline_siblings=1, epochs=2, lr_drop_epochs=(1,), independent_inits=0,
                     lmc_pairs=0)
 
 
 def _variables(seed, classes=3, channels=1):
-    return models.init(jax.random.key(seed), 8, 4, classes, image_shape=(8, 8, channels))
+    return models.init(jax.random.key(seed), "cifar_resnet_8_4", classes,
+                       image_shape=(8, 8, channels))
 
 
 def _run_dir(tmp_path, old_layout: bool):

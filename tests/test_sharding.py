@@ -27,12 +27,12 @@ CHECK = textwrap.dedent("""
     k, masked = int(sys.argv[1]), sys.argv[2] == "masked"
     assert jax.device_count() == 8, jax.devices()
     d = data.to_device(data.synthetic(num_train=96, num_test=32, image_shape=(16, 16, 3), seed=3))
-    v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(16, 16, 3))
     r = Recipe(batch_size=32, epochs=2, lr_drop_epochs=(1,))
     keys = jax.random.split(jax.random.key(11), k)
     ms = masks.stack([masks.magnitude_prune(v["params"], 0.2 + 0.1 * i) for i in range(k)]) \\
         if masked else None
-    model = models.resnet(8, 4)
+    model = models.create("cifar_resnet_8_4")
     runs = {}
     for name, mesh in (("one_device", None), ("sharded", sharding.sibling_mesh())):
         states, hist = siblings.train(siblings.spawn(v, k, r), keys, d, model, r, until=4, ms=ms,
@@ -88,13 +88,13 @@ MULTI = textwrap.dedent("""
         assert sharding.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
     k = 4
     d = data.to_device(data.synthetic(num_train=96, num_test=32, image_shape=(16, 16, 3), seed=3))
-    v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(16, 16, 3))
     r = Recipe(batch_size=32, epochs=2, lr_drop_epochs=(1,))
     keys = jax.random.split(jax.random.key(11), k)
     ckpts = checkpoint.Checkpoints(os.path.join(out, "ckpt"))
     save = lambda epoch, st, rec: ckpts.save(4 * (epoch + 1), st, {"epoch": epoch + 1})
-    states, hist = siblings.train(siblings.spawn(v, k, r), keys, d, models.resnet(8, 4), r,
-                                  until=4, strategy="loop", mesh=sharding.sibling_mesh(),
+    states, hist = siblings.train(siblings.spawn(v, k, r), keys, d,
+                                  models.create("cifar_resnet_8_4"), r, until=4, strategy="loop", mesh=sharding.sibling_mesh(),
                                   on_epoch=save)
     ckpts.close()
     host = sharding.gather(states)
@@ -133,7 +133,7 @@ def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_p
     assert (runs["two"]["processes"], runs["two"]["devices"]) == (2, 4)
     assert (runs["one"]["processes"], runs["one"]["devices"]) == (1, 2)
     np.testing.assert_allclose(runs["two"]["loss"], runs["one"]["loss"], rtol=1e-5)
-    v = models.init(jax.random.key(0), depth=8, width=4, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_4", image_shape=(16, 16, 3))
     like = siblings.spawn(v, 4, Recipe(batch_size=32, epochs=2, lr_drop_epochs=(1,)))
     a = checkpoint.load_arrays(str(two / "final.npz"), like)
     b = checkpoint.load_arrays(str(one / "final.npz"), like)

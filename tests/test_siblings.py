@@ -7,7 +7,7 @@ import pytest
 from jaxlottery import data, masks, models, siblings, stacks
 from jaxlottery.train import Recipe
 
-ARCH = dict(depth=8, width=4)
+ARCH = "cifar_resnet_8_4"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,7 +24,7 @@ def optimized():
 @pytest.fixture(scope="module")
 def setup():
     d = data.to_device(data.synthetic(num_train=96, num_test=32, image_shape=(16, 16, 3), seed=3))
-    v = models.init(jax.random.key(0), **ARCH, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), ARCH, image_shape=(16, 16, 3))
     r = Recipe(batch_size=32, epochs=2, lr_drop_epochs=(1,))
     keys = jax.random.split(jax.random.key(11), 3)
     ms = masks.stack([masks.magnitude_prune(v["params"], d_) for d_ in (0.3, 0.5, 0.8)])
@@ -37,7 +37,7 @@ def separate_runs(setup):
     d, v, r, keys, ms = setup
     outs = []
     for i in range(3):
-        s, h = siblings.train(siblings.spawn(v, 1, r), keys[i:i + 1], d, models.resnet(**ARCH), r,
+        s, h = siblings.train(siblings.spawn(v, 1, r), keys[i:i + 1], d, models.create(ARCH), r,
                               until=4, ms=masks.stack([stacks.index(ms, i)]), strategy="separate",
                               evaluate=False)
         outs.append((stacks.index(s, 0), h))
@@ -48,7 +48,7 @@ def separate_runs(setup):
 @pytest.mark.parametrize("strategy", siblings.STRATEGIES)
 def test_sibling_i_equals_a_single_run_with_key_i(setup, separate_runs, strategy):
     d, v, r, keys, ms = setup
-    states, hist = siblings.train(siblings.spawn(v, 3, r), keys, d, models.resnet(**ARCH), r,
+    states, hist = siblings.train(siblings.spawn(v, 3, r), keys, d, models.create(ARCH), r,
                                   until=4, ms=ms, strategy=strategy, evaluate=False)
     # vmap and lax.map compile the step as a batched or loop-body computation of its own,
     # which rounds differently from the single-network program.

@@ -9,7 +9,7 @@ import pytest
 from jaxlottery import data, masks, models, siblings, stacks, train
 from jaxlottery.train import Recipe
 
-TINY = dict(depth=8, width=4)
+TINY = "cifar_resnet_8_4"
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def tiny_data():
 
 @pytest.fixture(scope="module")
 def tiny_vars():
-    return models.init(jax.random.key(0), **TINY, image_shape=(16, 16, 3))
+    return models.init(jax.random.key(0), TINY, image_shape=(16, 16, 3))
 
 
 def tiny_recipe(**kw):
@@ -61,7 +61,7 @@ def test_bad_recipe_is_rejected():
 
 def run(vars_, keys, d, r, until, ms=None, strategy="loop", **kw):
     states = siblings.spawn(vars_, len(keys), r)
-    return siblings.train(states, keys, d, models.resnet(**TINY), r, until=until, ms=ms,
+    return siblings.train(states, keys, d, models.create(TINY), r, until=until, ms=ms,
                           strategy=strategy, **kw)
 
 
@@ -119,11 +119,11 @@ def test_spawn_at_step_continues_schedule_with_fresh_momentum(tiny_vars):
 def test_small_resnet_learns_synthetic_data():
     d = data.to_device(data.synthetic(num_train=2048, num_test=256, image_shape=(16, 16, 3),
                                       seed=1))
-    v = models.init(jax.random.key(0), depth=8, width=8, image_shape=(16, 16, 3))
+    v = models.init(jax.random.key(0), "cifar_resnet_8_8", image_shape=(16, 16, 3))
     r = Recipe(batch_size=64, epochs=10, lr_drop_epochs=(8,))
     states = siblings.spawn(v, 1, r)
     states, hist = siblings.train(states, jax.random.split(jax.random.key(2), 1), d,
-                                  models.resnet(8, 8), r, until=r.total_steps(2048))
+                                  models.create("cifar_resnet_8_8"), r, until=r.total_steps(2048))
     acc = hist[-1]["test_accuracy"][0]
     assert acc > 0.5, [h["test_accuracy"] for h in hist]  # chance is 0.1
     assert hist[-1]["train_loss"][0] < hist[0]["train_loss"][0]
@@ -131,7 +131,7 @@ def test_small_resnet_learns_synthetic_data():
 
 @pytest.mark.slow
 def test_evaluate_matches_direct_computation(tiny_data, tiny_vars):
-    model = models.resnet(**TINY)
+    model = models.create(TINY)
     res = train.evaluate(tiny_vars, tiny_data, model, batch=48)  # 64 = 48 + 16 (padded)
     logits = model.apply(tiny_vars, data.normalize(tiny_data.x_test, tiny_data.mean, tiny_data.std))
     acc = float(jnp.mean(jnp.argmax(logits, -1) == tiny_data.y_test))
@@ -145,7 +145,7 @@ def test_full_size_resnet20_step_lowers_the_loss():
     v = models.init(jax.random.key(0))
     d = data.to_device(data.synthetic(num_train=128, num_test=16, seed=0))
     r = Recipe(augment=False)
-    model = models.resnet()
+    model = models.create("cifar_resnet_20")
     state = train.init_state(v, r)
     perm = jnp.arange(128, dtype=jnp.int32)
     step = jax.jit(lambda s: train.train_step(s, None, jax.random.key(0), perm, d, model=model,
