@@ -1,7 +1,7 @@
 """Every bad input gets a one-line error naming it, exit status 2, before any work.
 
-The table of inputs and messages lives in BUILD_NOTES.md between the BAD-INPUTS markers and is
-checked against what the program prints now; JAXLOTTERY_UPDATE_NOTES=1 rewrites it.
+The table of inputs and messages lives in docs/bad_inputs.md between the BAD-INPUTS markers and
+is checked against what the program prints now; JAXLOTTERY_UPDATE_NOTES=1 rewrites it.
 """
 
 import os
@@ -12,7 +12,8 @@ import pytest
 
 from jaxlottery import cli
 
-NOTES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BUILD_NOTES.md")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTES = os.path.join(ROOT, "docs", "bad_inputs.md")
 BEGIN, END = "<!-- BAD-INPUTS:BEGIN -->", "<!-- BAD-INPUTS:END -->"
 
 
@@ -57,7 +58,7 @@ FLAGS = [
     ("density above 1", ["--densities=0.5,1.5"]), ("density 0", ["--densities=0"]),
     ("spawn epoch beyond the schedule", ["--spawn_epochs=0,200"]),
     ("k-values above k", ["--k=4", "--k_values=2,8"]), ("unknown preset", ["--preset=fast"]),
-    ("depth not 6n+2", ["--model_depth=19"]), ("zero epochs", ["--epochs=0"]),
+    ("depth not 6n+2", ["--model=cifar_resnet_19"]), ("zero epochs", ["--epochs=0"]),
     ("negative batch size", ["--batch_size=-1"]), ("learning rate 0", ["--lr=0"]),
     ("momentum 1.5", ["--momentum=1.5"]), ("unknown composition", ["--compose=xor"]),
     ("unknown strategy", ["--strategy=pmap"]), ("unknown compute dtype", ["--compute_dtype=float16"]),
@@ -99,7 +100,9 @@ FLAGS = [
     ("zero retraining seeds", ["--retrain_seeds=0"]), ("zero checkpoint interval", ["--checkpoint_every=0"]),
     ("zero retraining chunk", ["--retrain_chunk=0"]), ("one LMC point", ["--lmc_points=1"]),
     ("an unknown BN mode", ["--lmc_bn=freeze"]), ("IMP rate 0", ["--imp_levels=2", "--imp_rate=0"]),
-    ("IMP with 1 sibling", ["--imp_levels=2", "--imp_k=1"]), ("width 0", ["--model_width=0"]),
+    ("IMP with 1 sibling", ["--imp_levels=2", "--imp_k=1"]),
+    ("width 0", ["--model=cifar_resnet_20_0"]), ("unknown model", ["--model=resnet50"]),
+    ("VGG of no plan", ["--model=cifar_vgg_12"]), ("old depth flag", ["--model_depth=8"]),
     ("no spawn epochs", ["--spawn_epochs="]), ("no densities", ["--densities="]),
     # the consistency design's options
     ("zero initializations", ["--inits=0"]), ("a snapshot at epoch 0", ["--snapshot_epochs=0"]),
@@ -216,8 +219,8 @@ def test_every_bad_input_fails_fast_with_a_one_line_message(tmp_path, capsys, mo
         with open(NOTES, "w") as f:
             f.write(notes)
         return
-    assert block is not None, "BUILD_NOTES.md has no bad-input table; run with JAXLOTTERY_UPDATE_NOTES=1"
-    assert block.group(1) == table, "the bad-input table in BUILD_NOTES.md is out of date:\n" + table
+    assert block is not None, "docs/bad_inputs.md has no bad-input table; run with JAXLOTTERY_UPDATE_NOTES=1"
+    assert block.group(1) == table, "the bad-input table in docs/bad_inputs.md is out of date:\n" + table
 
 
 @pytest.mark.slow
@@ -294,7 +297,7 @@ def test_report_tool_errors_and_older_results(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{")
     assert report.main([str(tmp_path)]) == 2
     assert "unreadable" in capsys.readouterr().err
-    docs = os.path.join(os.path.dirname(NOTES), "docs", "quick_fashion_mnist", "results.json")
+    docs = os.path.join(ROOT, "docs", "quick_fashion_mnist", "results.json")
     old = json.load(open(docs))
     for key in ("consistency_layers", "random_baselines", "connectivity", "imp",
                 "retrained_masks", "differences", "readings", "imp_members"):

@@ -1,6 +1,6 @@
 """Every number quoted in docs/ prose comes from the results it describes: each reading is
-rendered from its template (jaxlottery.quote) and must equal the committed text; the README
-quotes the committed runs through the same renderer."""
+rendered from its template (jaxlottery.quote) and must equal the committed text; the README and
+its guide pages (docs/guide/) quote the committed runs through the same renderer."""
 
 import glob
 import os
@@ -12,6 +12,21 @@ from jaxlottery import quote
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = sorted(glob.glob(os.path.join(REPO, "docs", "**", "*.md.in"), recursive=True))
+GUIDE = sorted(glob.glob(os.path.join(REPO, "docs", "guide", "*.md")))
+
+
+def front_door() -> str:
+    """README.md and the guide pages it links to (docs/guide/*.md), one text: a quote or a
+    preset's cost may live on any of them, and is checked wherever it lives."""
+    texts = []
+    for path in [os.path.join(REPO, "README.md"), *GUIDE]:
+        with open(path) as f:
+            texts.append(f.read())
+    return "\n".join(texts)
+
+
+def test_the_guide_pages_exist():
+    assert GUIDE, "no docs/guide/*.md pages found: the README's long sections live there"
 
 
 def test_there_are_readings_to_check():
@@ -39,8 +54,7 @@ def test_readings_quote_numbers_only_through_placeholders(template):
 
 
 def test_the_readme_quotes_the_committed_runs():
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = f.read()
+    readme = front_door()
     template = os.path.join(REPO, "README.md.in")
     if os.path.exists(template):
         pytest.fail("README.md is not templated; its quotes are checked here")
@@ -50,7 +64,7 @@ def test_the_readme_quotes_the_committed_runs():
             continue
         _, lines = quote.render_file(quotes)
         for line in [x.strip() for x in lines.splitlines()][2:]:
-            assert not line or line in readme, f"README.md should quote: {line}"
+            assert not line or line in readme, f"README.md or docs/guide/ should quote: {line}"
 
 
 def test_placeholders_fail_loudly():
@@ -65,8 +79,7 @@ def test_placeholders_fail_loudly():
 def test_the_readme_quotes_the_presets_costs():
     from jaxlottery import config
 
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = f.read()
+    readme = front_door()
     for name in ("paper", "quick", "smoke", "claim2"):
         total = sum(config.preset(name).network_epochs().values())
         assert f"{total:,.0f} network-epochs" in readme, name
@@ -92,8 +105,7 @@ def test_the_readme_quotes_the_presets_costs():
 def test_the_readme_quotes_the_natural_density_cost():
     from jaxlottery import config
 
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = " ".join(f.read().split())
+    readme = " ".join(front_door().split())
     quick = config.preset("quick")
     extra = (sum(config.preset("quick", natural_density=True).network_epochs().values())
              - sum(quick.network_epochs().values()))

@@ -1,5 +1,7 @@
-"""Every jaxlottery name the README mentions exists and has a docstring; its commands are real."""
+"""Every jaxlottery name the README and its guide pages (docs/guide/) mention exists and has a
+docstring; their commands are real."""
 
+import glob
 import importlib
 import os
 import re
@@ -7,7 +9,10 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = open(os.path.join(ROOT, "README.md")).read()
+FRONT = open(os.path.join(ROOT, "README.md")).read()  # the front door alone
+GUIDE = sorted(glob.glob(os.path.join(ROOT, "docs", "guide", "*.md")))
+# what the names and commands are checked in: the README and every guide page it links to
+README = "\n".join([FRONT, *(open(path).read() for path in GUIDE)])
 MODULES = ("masks", "stacks", "models", "data", "datasets", "train", "siblings", "sharding",
            "imp", "connectivity", "config", "experiment", "stages", "retraining", "pipeline",
            "paths", "results", "estimate", "report", "verdicts", "figures", "checkpoint", "files",
@@ -39,8 +44,8 @@ def test_every_mentioned_name_exists_and_is_documented(module, attr):
 def test_the_readme_commands_name_real_files():
     for path in re.findall(r"python (experiments/\w+\.py|benchmarks/\w+\.py)", README):
         assert os.path.exists(os.path.join(ROOT, path)), path
-    assert "pip install -e . && python experiments/run.py --k=10" in README
-    assert 'pip install -e ".[dev]" && python -m pytest' in README
+    assert "pip install -e . && python experiments/run.py --k=10" in FRONT
+    assert 'pip install -e ".[dev]" && python -m pytest' in FRONT
     ci = open(os.path.join(ROOT, ".ci", "run")).read()
     assert 'python -m pip install -e ".[dev]"' in ci and "python -m pytest" in ci
 
