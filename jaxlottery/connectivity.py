@@ -46,7 +46,7 @@ def _batch_stats_program(model: nn.Module, strategy: str, k: int, n: int, batche
                                          batch_size)
         _, updates = probe.apply(variables, data_lib.normalize(x, data.mean, data.std),
                                  train=True, mutable=["batch_stats"])
-        return updates["batch_stats"]
+        return updates.get("batch_stats", {})  # a network without BatchNorm has none
 
     def zero(stack):
         return jax.tree.map(jnp.zeros_like, stack["batch_stats"])

@@ -327,6 +327,7 @@ def member_bytes(model: nn.Module, recipe: Recipe, n: int, image_shape: tuple[in
     step's temporaries plus its state twice (donated input and output)."""
     variables = jax.eval_shape(lambda: model.init(
         jax.random.key(0), jnp.zeros((1, *image_shape), jnp.float32), train=False))
+    variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
     states = jax.eval_shape(lambda v: spawn(v, 1, recipe), variables)
     data = data_lib.DeviceData(
         jax.ShapeDtypeStruct((n, *image_shape), jnp.uint8), jax.ShapeDtypeStruct((n,), jnp.int32),

@@ -153,7 +153,7 @@ def training_loss(params: Any, batch_stats: Any, x: jax.Array, labels: jax.Array
     batch statistics)); what the training step and SNIP differentiate."""
     logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                                   mutable=["batch_stats"])
-    return jnp.mean(cross_entropy(logits, labels)), (logits, updates["batch_stats"])
+    return jnp.mean(cross_entropy(logits, labels)), (logits, updates.get("batch_stats", {}))
 
 
 def batch_at(step: jax.Array, key: jax.Array, perm: jax.Array, data: data_lib.DeviceData,

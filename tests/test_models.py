@@ -195,9 +195,12 @@ def test_every_family_builds_by_name_with_its_prunable_rule(name, classes, shape
     # WRN-16-8: stem 3->16, stages of two blocks at 128, 256, 512 with 1x1 projections.
     ("wrn_16_8", 9 * (3 * 16 + 16 * 128 + 128 * 128 * 3 + 128 * 256 + 256 * 256 * 3
                       + 256 * 512 + 512 * 512 * 3) + 16 * 128 + 128 * 256 + 256 * 512 + 5120),
+    # LeNet-300-100 (the lottery-ticket paper's 266k weights): 784-300-100-10 on MNIST's images.
+    ("mnist_lenet_300_100", 784 * 300 + 300 * 100 + 100 * 10),
 ])
 def test_prunable_counts_by_hand(name, prunable):
-    assert models.get(name).prunable_weights() == prunable
+    shape = (28, 28, 1) if name.startswith("mnist") else (32, 32, 3)
+    assert models.get(name).prunable_weights(10, shape) == prunable
 
 
 def test_the_paper_network_is_the_default_and_resnet20_counts_270896():
@@ -211,6 +214,7 @@ def test_the_paper_network_is_the_default_and_resnet20_counts_270896():
     ("cifar_resnet_19", "6n \\+ 2"), ("cifar_resnet_20_0", "width"), ("cifar_vgg_12", "depth"),
     ("cifar_vgg_16_12", "multiple of 8"), ("wrn_12_8", "6n \\+ 4"), ("wrn_16_0", "k must"),
     ("cifar_resnet_20_", "unknown model"), ("CIFAR_RESNET_20", "unknown model"),
+    ("mnist_lenet_300_0", "positive integers"), ("mnist_lenet_", "unknown model"),
     (20, "named by a string"), (["cifar_resnet_20"], "named by a string")])
 def test_names_that_name_no_network_are_refused(name, match):
     with pytest.raises(ValueError, match=match):
@@ -257,3 +261,4 @@ def test_every_family_trains_as_siblings_like_solo_runs(name, toy_data):
         for a, b in zip(jax.tree.leaves(stacks.index(together, i)),
                         jax.tree.leaves(stacks.index(alone, 0))):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert siblings.member_bytes(model, r, 64, (16, 16, 3)) > 0  # the memory check (no BN too)

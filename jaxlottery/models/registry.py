@@ -24,8 +24,8 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # validatio
 class Family:
     """A family of networks named `<prefix>_<arguments>`.
 
-    `pattern` matches the arguments (named groups of digits, an unmatched optional group gives
-    `defaults`' value); `module(num_classes=, dtype=, conv=, **arguments)` builds the Flax
+    `pattern` matches the arguments (named groups: digits become ints, an unmatched optional
+    group takes `defaults`' value); `module(num_classes=, dtype=, conv=, **arguments)` builds the Flax
     module and raises ValueError for arguments that name no member; `describe(**arguments)` is
     what logs and reports call the network; `prunable` is the rule every mask of the study is
     made with (`jaxlottery.masks`' rule form); `toy` names a small member for contract tests."""
@@ -36,15 +36,15 @@ class Family:
     module: Callable[..., nn.Module]
     describe: Callable[..., str]
     toy: str
-    defaults: dict[str, int] = dataclasses.field(default_factory=dict)
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     prunable: masks.Rule = masks.default_rule
 
-    def parse(self, name: str) -> dict[str, int] | None:
+    def parse(self, name: str) -> dict[str, Any] | None:
         """The arguments `name` gives this family, or None when it is not one of its names."""
         found = re.fullmatch(re.escape(self.prefix) + "_" + self.pattern, name)
         if found is None:
             return None
-        return {k: int(v) if v is not None else self.defaults[k]
+        return {k: self.defaults[k] if v is None else int(v) if v.isdigit() else v
                 for k, v in found.groupdict().items()}
 
 
@@ -54,7 +54,7 @@ class Model:
 
     name: str
     family: Family
-    arguments: tuple[tuple[str, int], ...]
+    arguments: tuple[tuple[str, Any], ...]
 
     @property
     def description(self) -> str:
