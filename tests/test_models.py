@@ -197,6 +197,9 @@ def test_every_family_builds_by_name_with_its_prunable_rule(name, classes, shape
                       + 256 * 512 + 512 * 512 * 3) + 16 * 128 + 128 * 256 + 256 * 512 + 5120),
     # LeNet-300-100 (the lottery-ticket paper's 266k weights): 784-300-100-10 on MNIST's images.
     ("mnist_lenet_300_100", 784 * 300 + 300 * 100 + 100 * 10),
+    # Conv-4: 3x3 convs 3-64-64 | 128-128, two pools leave 8x8x128 for dense 256-256-10.
+    ("cifar_conv_4", 9 * (3 * 64 + 64 * 64 + 64 * 128 + 128 * 128) + 8 * 8 * 128 * 256
+     + 256 * 256 + 2560),
 ])
 def test_prunable_counts_by_hand(name, prunable):
     shape = (28, 28, 1) if name.startswith("mnist") else (32, 32, 3)
@@ -210,11 +213,12 @@ def test_the_paper_network_is_the_default_and_resnet20_counts_270896():
 
 
 @pytest.mark.parametrize("name,match", [
-    ("resnet50", "unknown model 'resnet50'; models are named cifar_resnet_<depth>"),
+    ("resnet50", "unknown model 'resnet50'; models are named .*cifar_resnet_<depth>"),
     ("cifar_resnet_19", "6n \\+ 2"), ("cifar_resnet_20_0", "width"), ("cifar_vgg_12", "depth"),
     ("cifar_vgg_16_12", "multiple of 8"), ("wrn_12_8", "6n \\+ 4"), ("wrn_16_0", "k must"),
     ("cifar_resnet_20_", "unknown model"), ("CIFAR_RESNET_20", "unknown model"),
     ("mnist_lenet_300_0", "positive integers"), ("mnist_lenet_", "unknown model"),
+    ("cifar_conv_3", "2, 4 or 6"),
     (20, "named by a string"), (["cifar_resnet_20"], "named by a string")])
 def test_names_that_name_no_network_are_refused(name, match):
     with pytest.raises(ValueError, match=match):

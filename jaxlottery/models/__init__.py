@@ -1,7 +1,8 @@
 """The networks, by name (`jaxlottery.models.registry`): `cifar_resnet_<depth>[_<width>]`
 (OpenLTH's CIFAR ResNet; ResNet-20 is `cifar_resnet_20`, the paper's), `cifar_vgg_<depth>
 [_<width>]` (VGG-11/13/16/19 with BatchNorm), `wrn_<depth>_<k>` (wide ResNets) and
-`mnist_lenet_<width>[_<width>...]` (fully connected; the lottery-ticket paper's LeNet-300-100).
+`mnist_lenet_<width>[_<width>...]` (fully connected; the lottery-ticket paper's LeNet-300-100)
+and `cifar_conv_<2|4|6>` (that paper's Conv-2/4/6).
 
     model = models.get("cifar_resnet_20")      # model.description: "ResNet-20 width 16"
     variables = models.init(key, "cifar_resnet_20", num_classes=10)
