@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from jaxlottery import data, experiment, files, report, sharding, verdicts
+    from jaxlottery import data, experiment, files, reading, report, sharding
 
     if args.cpu_devices:
         sharding.use_cpu_devices(args.cpu_devices)
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if sharding.is_main():  # inside the handlers: a results.json it cannot read is our bug
             print()
             print(report.summary(results))
-            for name, sentence in verdicts.readings(results).items():
+            for name, sentence in reading.readings(results).items():
                 print(f"{name}: {sentence}")
             print(f"report: {experiment.run_dir(cfg, args.workdir)}/report.md")
     except (data.DatasetUnavailableError, data.DataFormatError) as e:

@@ -1,5 +1,7 @@
-"""Claim 2's readings: composed masks against one-shot pruning, against each other and against
-the positive control, as verdicts about methods rather than about single masks.
+"""Claim 2's statistical model: composed masks against one-shot pruning, against each other and
+against the positive control, judged as verdicts about methods rather than about single masks.
+The sentences that read these comparisons are `jaxlottery.reading.composition` and
+`jaxlottery.reading.baselines`.
 
 The model. At one spawn point t and target density d, a family F (a method at a k', the one-shot
 baseline, the layer-matched random control) has M_F replicate masks j (disjoint sibling groups;
@@ -218,7 +220,7 @@ def _verdicts(rows: list[dict]) -> list[dict]:
                 r[f"{key}_holm"] = adjusted
         for r in members:
             r["comparisons"] = len(members)
-    detected = {(r["spawn_epoch"], r["density"]): _detected(r)
+    detected = {(r["spawn_epoch"], r["density"]): control_detected(r)
                 for r in rows if r["section"] == "random_baselines" and r["method"] == CONTROL}
     for r in rows:
         p, q = r["p_holm"], r["p_equivalence_holm"]
@@ -235,7 +237,9 @@ def _verdicts(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def _detected(control: dict) -> bool:
+def control_detected(control: dict) -> bool:
+    """Whether a comparison of the positive control with one-shot detected it: below one-shot,
+    Holm-corrected p under LEVEL."""
     return control["p_holm"] is not None and control["p_holm"] < LEVEL and control["delta_points"] < 0
 
 
@@ -258,102 +262,9 @@ def natural_comparisons(results: dict) -> list[dict]:
             for r in comparisons(sub)]
 
 
-def natural_verdict(results: dict) -> str:
-    rows = natural_comparisons(results)
-    mine = [r for r in rows if r["section"] == "composition" and r["reference"] == "baseline"]
-    if not mine:
-        return "No composed masks were retrained at their natural density (--natural_density)."
-    parts = [f"{r['method']} of {r['k']} from {100 * r['from_density']:.1f}% keeps "
-             f"{100 * r['density']:.1f}%: {r['delta_points']:+.2f} points against one-shot at "
-             f"that density (95% CI {r['ci_low']:+.2f}..{r['ci_high']:+.2f}; {r['verdict']})"
-             if r["ci_low"] is not None else
-             f"{r['method']} of {r['k']} from {100 * r['from_density']:.1f}% keeps "
-             f"{100 * r['density']:.1f}%: {r['delta_points']:+.2f} points ({r['verdict']})"
-             for r in mine]
-    return ("At their natural density (the siblings pruned to the target, then composed; "
-            "union lands denser, intersection sparser), each composed mask against one-shot "
-            "masks at the same density, i.e. above or below the one-shot accuracy-density "
-            "curve: " + "; ".join(parts) + f". Holm over these {len(mine)} comparisons. "
-            + control_sentence(rows))
-
-
 def composition_deltas(results: dict, section: str = "composition",
                        reference: str = "baseline") -> list[dict]:
     """The judged comparisons of `section` (composition or random_baselines) against
     `reference` (baseline, intersection or dense)."""
     return [r for r in comparisons(results) if r["section"] == section
             and r["reference"] == reference]
-
-
-def _counts(rows: list[dict]) -> str:
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in dict.fromkeys(r["verdict"] for r in rows)}
-    return ", ".join(f"{n} {v}" for v, n in counts.items())
-
-
-def _cell(r: dict) -> str:
-    ci = "" if r["ci_low"] is None else f", 95% CI {r['ci_low']:+.2f}..{r['ci_high']:+.2f}"
-    return f"{r['delta_points']:+.2f} (k'={r['k']}, {100 * r['density']:.1f}%{ci})"
-
-
-def control_sentence(rows: list[dict]) -> str:
-    """Whether the design detected the positive control at each density."""
-    control = [r for r in rows if r["section"] == "random_baselines" and r["method"] == CONTROL]
-    if not control:
-        return ("No positive control was retrained (layer-matched random masks, "
-                "--positive_control): this run cannot show it could see a difference, so none of "
-                "its \"equivalent\" verdicts stands.")
-    parts = [f"{'detected' if _detected(r) else 'NOT detected'} at {100 * r['density']:.1f}% "
-             f"(t = {r['spawn_epoch']}: {r['delta_points']:+.2f} points against one-shot, "
-             f"Holm p = {r['p_holm']:.3g})" if r["p_holm"] is not None else
-             f"not judged at {100 * r['density']:.1f}% (no noise estimate)" for r in control]
-    missed = [r for r in control if not _detected(r)]
-    line = "Positive control (layer-matched random masks, one per one-shot mask): " + "; ".join(parts)
-    if missed:
-        line += ("; where it was not detected, no \"equivalent\" stands (read as inconclusive)")
-    return line + "."
-
-
-def composition_verdict(results: dict) -> str:
-    rows = comparisons(results)
-    mine = [r for r in rows if r["section"] == "composition"]
-    if not mine:
-        return "No composed masks were retrained."
-    methods = [r for r in mine if r["reference"] in COMPOSITION_FAMILY]
-    parts = []
-    for reference, words in (("baseline", "minus one-shot pruning"),
-                             ("intersection", "union minus intersection"),
-                             ("dense", "minus the dense control")):
-        these = [r for r in mine if r["reference"] == reference]
-        names = dict.fromkeys(r["method"] for r in these)
-        for method in names:
-            ds = [r for r in these if r["method"] == method]
-            worst = min(ds, key=lambda r: r["delta_points"])
-            label = words if reference == "intersection" else f"{method} {words}"
-            ious = [r["iou"] for r in ds if r["iou"] is not None]
-            iou = (f"; masks {min(ious):.2f}-{max(ious):.2f} IoU apart" if ious else "")
-            parts.append(f"{label}: {_counts(ds)} over {len(ds)} (k', density) cells; lowest "
-                         f"{_cell(worst)}{iou}")
-    noise = "; ".join(dict.fromkeys(r["noise"] for r in mine))
-    return ("; ".join(parts) + f". Verdicts use Holm's correction over the run's {len(methods)} "
-            f"comparisons against one-shot and of union against intersection (the dense "
-            f"comparisons as a family of their own); \"equivalent\" means the corrected "
-            f"two one-sided tests put the difference within +-{statistics.MARGIN_POINTS:g} "
-            f"point. " + control_sentence(rows) + f" Noise: {noise}.")
-
-
-def baselines_verdict(results: dict) -> str:
-    rows = [r for r in comparisons(results) if r["section"] == "random_baselines"]
-    if not rows:
-        return "No random or re-initialized baselines were retrained (--random_baselines)."
-    parts = []
-    for method in dict.fromkeys(r["method"] for r in rows):
-        parts.append(f"{method} " + ", ".join(
-            f"{r['delta_points']:+.2f} at {100 * r['density']:.1f}%"
-            for r in sorted((r for r in rows if r["method"] == method), key=lambda r: -r["density"])))
-    below = [r for r in rows if r["delta_points"] < 0 and r["verdict"].startswith("effect")]
-    line = ("Accuracy minus the rewound one-shot masks, points: " + "; ".join(parts) + ". "
-            f"{len(below)} of {len(rows)} cells fall below them (Holm-corrected within each "
-            "baseline family; noise: " + "; ".join(dict.fromkeys(r["noise"] for r in rows)) + ")")
-    if len(below) == len(rows):
-        line += ": both the magnitude masks and the rewound weights matter here"
-    return line + "."

@@ -116,11 +116,12 @@ def means(rows: list[dict]) -> list[dict]:
 
 def write(out: str, summary: dict) -> None:
     """summary.json, imprint.csv and kappa_vs_imprint.png into the folder `out`."""
-    from jaxlottery import checkpoint, report
+    from jaxlottery import checkpoint
+    from jaxlottery.reading.common import write_csv
 
     os.makedirs(out, exist_ok=True)
     checkpoint.write_json(os.path.join(out, SUMMARY), summary)
-    report._write_csv(os.path.join(out, TABLE), summary["rows"])
+    write_csv(os.path.join(out, TABLE), summary["rows"])
     figure(summary, os.path.join(out, FIGURE))
 
 
@@ -130,10 +131,9 @@ def figure(summary: dict, path: str) -> list[str]:
     independent-init control in gray (chance is 0). Middle: kappa through training at the
     density nearest 10.7%, one color per weight decay (the first init solid). Right: the
     siblings' test accuracy, the confound: weight decay changes the training too."""
-    from jaxlottery.figures import _legend, _plt, _save
-    from jaxlottery.verdicts import reference_density
+    from jaxlottery.reading.common import legend_labels, pyplot, reference_density, save
 
-    plt = _plt()
+    plt = pyplot()
     rows = summary["rows"]
     densities = sorted({r["density"] for r in rows}, reverse=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(densities)))
@@ -190,8 +190,8 @@ def figure(summary: dict, path: str) -> list[str]:
     axes[2].set_xlabel("imprint retained")
     axes[2].set_ylabel("siblings' test accuracy (%)")
     axes[2].set_title("The confound: weight decay changes training too", fontsize=9)
-    labels = _legend(axes[0])
-    _save(fig, path)
+    labels = legend_labels(axes[0])
+    save(fig, path)
     return labels
 
 

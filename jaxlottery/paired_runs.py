@@ -204,11 +204,12 @@ def run(base: Config, field: str, value: Any, workdir: str = "runs", out: str | 
 
 def write(out: str, comparison: dict) -> None:
     """comparison.json, comparison.csv (every cell) and comparison.png into `out`."""
-    from jaxlottery import checkpoint, report
+    from jaxlottery import checkpoint
+    from jaxlottery.reading.common import write_csv
 
     os.makedirs(out, exist_ok=True)
     checkpoint.write_json(os.path.join(out, COMPARISON), comparison)
-    report._write_csv(os.path.join(out, TABLE), comparison["judged"])
+    write_csv(os.path.join(out, TABLE), comparison["judged"])
     figure(comparison, os.path.join(out, FIGURE))
 
 
@@ -216,9 +217,9 @@ def figure(comparison: dict, path: str) -> None:
     """One panel per judged statistic (four to a row): each cell's difference B - A in units of
     its noise (z), the band of +-INSIDE shaded, cells outside it red; cells in the comparison's
     order (by initialization, then spawn point, density, step)."""
-    from jaxlottery.figures import _plt, _save
+    from jaxlottery.reading.common import pyplot, save
 
-    plt = _plt()
+    plt = pyplot()
     groups = [s for s in comparison["summary"] if s["judged"]]
     cols = min(4, max(1, len(groups)))
     rows = -(-max(1, len(groups)) // cols)
@@ -239,7 +240,7 @@ def figure(comparison: dict, path: str) -> None:
         ax.set_ylabel("(B - A) / noise", fontsize=8)
     fig.suptitle(f"Paired runs ({setting}); shaded: inside the noise", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ FIGURES = {"overlap": "overlap_vs_spawn.png", "accuracy": "accuracy_vs_density.p
            "layers": "layer_overlap.png"}
 EXTRA_FIGURES = {"trajectory": "trajectory.png", "connectivity": "connectivity.png",
                  "random_baselines": "baselines.png", "imp": "imp.png"}
-# results.json sections written as CSV tables (connectivity's table is derived: see report).
+# results.json sections written as CSV tables (connectivity's and differences' are derived:
+# jaxlottery.reading).
 TABLES = ("dense", "consistency", "consistency_layers", "consistency_over_inits", "trajectory",
           "trajectory_layers", "composition", "random_baselines", "natural_density", "mask_overlaps",
           "imp",

@@ -18,7 +18,8 @@ import re
 import sys
 from typing import Any
 
-from jaxlottery import composability, config, statistics, verdicts
+from jaxlottery import composability, config, reading, statistics
+from jaxlottery.reading import baselines, composition, consistency, iterative
 from jaxlottery.files import read_json
 from jaxlottery.units import duration
 
@@ -43,8 +44,11 @@ def _matches(row: dict, where: dict) -> bool:
 
 def namespace(results: dict, run: dict | None = None, here: str | None = None) -> dict[str, Any]:
     """What a placeholder can use: `results`, `run`, row finders over the results' sections and
-    the verdicts' tables, `load(path)` for another run's JSON (relative to the template's
-    folder `here`: a reading that compares two runs), and a few formatting helpers."""
+    the readings' tables, `load(path)` for another run's JSON (relative to the template's
+    folder `here`: a reading that compares two runs), a few formatting helpers, and the
+    reading wing: `reading` (`reading.common.reference_density`, ...) and its analysis modules
+    `consistency`, `composition`, `baselines`, `iterative` (connectivity's is
+    `reading.connectivity`: `connectivity()` is its table)."""
 
     def rows(section: str | list, **where) -> list[dict]:
         table = results.get(section) or [] if isinstance(section, str) else section
@@ -66,8 +70,8 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
 
     def judged(section: str = "composition", reference: str = "baseline", **where) -> list[dict]:
         """The judged differences of a section (`composability.composition_deltas`; section
-        "imp": `verdicts.imp_deltas`) matching `where`."""
-        table = (verdicts.imp_deltas(results) if section == "imp" else
+        "imp": `reading.iterative.imp_deltas`) matching `where`."""
+        table = (iterative.imp_deltas(results) if section == "imp" else
                  composability.composition_deltas(results, section, reference))
         return rows(table, **where)
 
@@ -84,13 +88,14 @@ def namespace(results: dict, run: dict | None = None, here: str | None = None) -
 
     return {
         "results": results, "run": run or {}, "rows": rows, "row": row, "load": load,
-        "differences": lambda: verdicts.differences(results),
-        "connectivity": lambda: verdicts.connectivity_table(results),
+        "differences": lambda: reading.differences(results),
+        "connectivity": lambda: reading.connectivity.connectivity_table(results),
         "pct": lambda x: 100 * x, "duration": duration, "span": span,
         "judged": judged, "verdict_counts": verdict_counts,
-        "statistics": statistics, "verdicts": verdicts, "composability": composability,
-        "config": config,
-        "imprint": lambda: verdicts.imprint_of(results),
+        "statistics": statistics, "composability": composability, "config": config,
+        "reading": reading, "consistency": consistency, "composition": composition,
+        "baselines": baselines, "iterative": iterative,
+        "imprint": lambda: consistency.imprint_of(results),
         **{f.__name__: f for f in (min, max, len, sum, abs, round, sorted, all, any, next, zip,
                                    map, list, dict, set, float, int, str, format)},
     }

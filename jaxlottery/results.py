@@ -10,12 +10,13 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import models, provenance, verdicts
+from jaxlottery import models, provenance
 from jaxlottery import imprint as imprint_lib
 from jaxlottery.config import Config
 from jaxlottery.pipeline import Context
+from jaxlottery.reading import judged  # noqa: F401 - results.judged, as before
+from jaxlottery.reading.consistency import over_inits
 from jaxlottery.statistics import spread
-from jaxlottery.verdicts import judged  # noqa: F401 - results.judged, as before
 
 
 def assemble(ctx: Context, out: dict) -> dict:
@@ -55,7 +56,7 @@ def assemble(ctx: Context, out: dict) -> dict:
         "dense": dense,
         "consistency": consistency,
         "consistency_layers": layers,
-        "consistency_over_inits": verdicts.over_inits(consistency) if cfg.inits > 1 else [],
+        "consistency_over_inits": over_inits(consistency) if cfg.inits > 1 else [],
         "trajectory": trajectory,
         "trajectory_layers": trajectory_layers,
         "composition": [r for r in retrained_rows if r["method"] not in extra],

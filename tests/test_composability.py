@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxlottery import composability, statistics, verdicts
+from jaxlottery import composability, reading, statistics
 
 
 def _results(families: dict, dense_std=0.004, overlaps=()) -> dict:
@@ -127,11 +127,11 @@ def test_equivalent_stands_only_where_the_control_was_detected():
     blind = _results(_scaled({**tight, ("random_matched", 1, 0.2): [[80.0, 80.1], [80.1, 80.0]]}))
     (row,) = composability.composition_deltas(blind)
     assert row["verdict"] == "inconclusive" and row["control"] == "not detected"
-    assert "NOT detected at 20.0%" in composability.composition_verdict(blind)
+    assert "NOT detected at 20.0%" in reading.composition.composition_verdict(blind)
     none = _results(_scaled(tight))
     (row,) = composability.composition_deltas(none)
     assert row["verdict"] == "inconclusive" and row["control"] == "absent"
-    assert "No positive control" in composability.composition_verdict(none)
+    assert "No positive control" in reading.composition.composition_verdict(none)
 
 
 def test_one_order_takes_the_spread_between_masks_not_the_dense_siblings():
@@ -151,7 +151,7 @@ def test_the_imp_level_one_row_is_the_reference_not_a_comparison():
            "imp": [{"chain": c, "level": 1, "target_density": 0.8, "spawn_epoch": 1,
                     "test_accuracy_mean": 0.8, "test_accuracy_std": None, "runs": 1, **extra}
                    for c, extra in (("imp", {}), ("oneshot", {"same_as": "imp"}))]}
-    assert verdicts.imp_deltas(res) == []
+    assert reading.iterative.imp_deltas(res) == []
 
 
 def test_shared_runs_pair_a_rerun_with_the_runs_it_repeats():
@@ -205,8 +205,8 @@ def test_natural_density_cells_are_judged_apart_from_the_matched_ones():
     assert union["density"] == 0.27 and union["from_density"] == 0.2 and union["natural"]
     assert union["delta_points"] == pytest.approx((78.0 + 79 + 77 + 78.5 - 76 - 77 - 75.5 - 77.5) / 4)
     assert union["comparisons"] == 1 and union["control"] == "detected"
-    line = composability.natural_verdict(res)
+    line = reading.composition.natural_verdict(res)
     assert f"union of 2 from 20.0% keeps 27.0%: {union['delta_points']:+.2f} points" in line
     assert "detected at 27.0%" in line
-    assert {d["section"] for d in verdicts.differences(res)} >= {"natural_composition",
+    assert {d["section"] for d in reading.differences(res)} >= {"natural_composition",
                                                                 "natural_random_baselines"}

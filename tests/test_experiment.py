@@ -11,7 +11,7 @@ import pytest
 import jaxlottery
 
 from jaxlottery import (checkpoint, composability, config, experiment, masks, models, paths,
-                        siblings, train, verdicts)
+                        reading, siblings, train)
 
 from conftest import SMOKE, comparable
 
@@ -56,13 +56,13 @@ def test_smoke_run_writes_every_stage(smoke):
         assert d["iou"] is not None
         assert d["control"] in ("detected", "not detected")
     # results.json records every verdict with its difference, interval and noise source
-    assert results["differences"] == verdicts.differences(results)
+    assert results["differences"] == reading.differences(results)
     assert {d["reference"] for d in results["differences"]} == {"baseline", "intersection",
                                                                  "dense", "imp"}
     assert all({"delta_points", "ci_low", "ci_high", "verdict", "noise"} <= set(d)
                for d in results["differences"])
     assert (results["readings"]["Claim 2 (composability)"]
-            == composability.composition_verdict(results))
+            == reading.composition.composition_verdict(results))
     for r in results["composition"]:
         assert abs(r["achieved_density"] - r["target_density"]) <= 0.001
         assert 0 <= r["test_accuracy_mean"] <= 1
@@ -284,7 +284,7 @@ def test_a_registered_composition_reaches_results_verdict_csv_and_figure(tmp_pat
     rows = [r for r in results["composition"] if r["method"] == "two"]
     assert [r["k"] for r in rows] == [2, 3]  # at every k' from its min_k
     assert all(abs(r["achieved_density"] - 0.3) < 0.01 for r in rows)
-    assert "two minus one-shot pruning:" in composability.composition_verdict(results)
+    assert "two minus one-shot pruning:" in reading.composition.composition_verdict(results)
     rundir = tmp_path / cfg.run_id()
     with open(rundir / "composition.csv") as f:
         assert {"two", "union", "baseline"} <= {r["method"] for r in csv.DictReader(f)}

@@ -15,7 +15,7 @@ GUIDE = sorted(glob.glob(os.path.join(ROOT, "docs", "guide", "*.md")))
 README = "\n".join([FRONT, *(open(path).read() for path in GUIDE)])
 MODULES = ("masks", "stacks", "models", "data", "datasets", "train", "siblings", "sharding",
            "imp", "connectivity", "config", "experiment", "stages", "retraining", "pipeline",
-           "paths", "results", "estimate", "report", "verdicts", "figures", "checkpoint", "files",
+           "paths", "results", "estimate", "report", "reading", "checkpoint", "files",
            "cli")
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from jaxlottery import composability, paths, report, verdicts
+from jaxlottery import paths, report
+from jaxlottery.reading import baselines, composition, connectivity, consistency, iterative
 
 
 def results_with(barriers: dict, ious: dict) -> dict:
@@ -19,14 +20,14 @@ def results_with(barriers: dict, ious: dict) -> dict:
 
 
 def test_connectivity_reading_follows_the_numbers():
-    falling = verdicts.connectivity_verdict(results_with({0: 0.10, 1: 0.03, 3: 0.01},
-                                                       {0: 0.3, 1: 0.5, 3: 0.7}))
+    falling = connectivity.connectivity_verdict(results_with({0: 0.10, 1: 0.03, 3: 0.01},
+                                                             {0: 0.3, 1: 0.5, 3: 0.7}))
     assert "10.0 -> 1.0 points" in falling and "stable, under 2 points, from epoch 3" in falling
     assert "fall as mask consistency rises" in falling
-    flat = verdicts.connectivity_verdict(results_with({0: 0.10, 1: 0.12, 3: 0.11},
-                                                    {0: 0.3, 1: 0.3001, 3: 0.3}))
+    flat = connectivity.connectivity_verdict(results_with({0: 0.10, 1: 0.12, 3: 0.11},
+                                                          {0: 0.3, 1: 0.3001, 3: 0.3}))
     assert "never under 2 points" in flat and "fall as" not in flat
-    table = verdicts.connectivity_table(results_with({0: 0.10, 1: 0.01}, {0: 0.3, 1: 0.5}))
+    table = connectivity.connectivity_table(results_with({0: 0.10, 1: 0.01}, {0: 0.3, 1: 0.5}))
     assert [(r["spawn_epoch"], r["stable"]) for r in table] == [(0, False), (1, True)]
 
 
@@ -35,7 +36,7 @@ def test_baselines_reading_compares_with_the_rewound_one_shot_mask():
     res["random_baselines"] = [
         {"spawn_epoch": 1, "target_density": 0.2, "method": m, "k": 1, "test_accuracy_mean": acc,
          "test_accuracy_std": None, "runs": 1} for m, acc in (("random", 0.70), ("baseline_reinit", 0.799))]
-    line = composability.baselines_verdict(res)
+    line = baselines.baselines_verdict(res)
     assert "random -10.00 at 20.0%" in line and "baseline_reinit -0.10 at 20.0%" in line
     assert "1 of 2 cells fall below them" in line and "Holm-corrected" in line
     # one mask per method: the dense siblings' spread stands in, and the reading says so
@@ -48,13 +49,13 @@ def test_baselines_reading_compares_with_the_rewound_one_shot_mask():
 def test_imp_reading_is_relative_to_single_network_imp():
     res = {"imp": [{"chain": c, "level": 1, "target_density": 0.8, "test_accuracy_mean": a}
                    for c, a in (("imp", 0.80), ("oneshot", 0.80), ("union", 0.81))]}
-    line = verdicts.imp_verdict(res)
+    line = iterative.imp_verdict(res)
     assert "one-shot - IMP: mean +0.00" in line and "parallel IMP (union) - IMP: mean +1.00" in line
 
 
 def test_figures_draw_every_registered_method_with_its_style(tmp_path, monkeypatch):
     """The accuracy figure shows each composition method present, styled by the registry."""
-    from jaxlottery import figures, masks
+    from jaxlottery import masks
 
     monkeypatch.setitem(masks.COMPOSITIONS, "two", masks.Composition("two", lambda k: 2,
                                                                      label="kept in 2+"))
@@ -62,7 +63,7 @@ def test_figures_draw_every_registered_method_with_its_style(tmp_path, monkeypat
              "test_accuracy_mean": 0.8, "test_accuracy_std": 0.01}
             for m, k in (("union", 2), ("two", 2), ("baseline", 1)) for d in (0.2, 0.1)]
     res = {"composition": rows, "dense": [{"spawn_epoch": 1, "mean": 0.9}]}
-    labels = figures.figure_accuracy(res, str(tmp_path / "a.png"))
+    labels = composition.figure_accuracy(res, str(tmp_path / "a.png"))
     assert {"union", "kept in 2+", "baseline", "dense"} <= set(labels)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -81,27 +82,27 @@ def consistency_results(kappa: dict, wd: float, epochs: int = 160, inits: int = 
            "lr_drop_factor": 0.1}
     res = {"consistency": rows, "config": cfg, "dataset": {"train": 50_000}}
     if inits > 1:
-        res["consistency_over_inits"] = verdicts.over_inits(rows)
+        res["consistency_over_inits"] = consistency.over_inits(rows)
     return res
 
 
 def test_claim_1_reading_says_whether_the_run_can_test_it():
     # the paper's recipe keeps 0.04 of W_0: it can test claim 1, and kappa 0.05 at t = 0 is close
     # to chance; kappa 0.6 is well above it
-    near = verdicts.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4))
+    near = consistency.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4))
     assert "keeps 0.04 of each weight's initial value" in near and "can test claim 1" in near
     assert "close to chance (slight agreement, kappa under 0.2), as the paper says" in near
     assert "(rises with the spawn point)" in near
-    far = verdicts.consistency_verdict(consistency_results({0: 0.6, 5: 0.8}, 1e-4))
+    far = consistency.consistency_verdict(consistency_results({0: 0.6, 5: 0.8}, 1e-4))
     assert "well above chance (kappa 0.2 or more), against the paper" in far
     # 12 short epochs keep almost all of it: no claim either way
-    short = verdicts.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4, epochs=12,
-                                                             drops=(6, 9)))
+    short = consistency.consistency_verdict(consistency_results({0: 0.05, 5: 0.6}, 1e-4,
+                                                                epochs=12, drops=(6, 9)))
     assert "cannot test claim 1" in short and "as the paper says" not in short
     # a spawn point at or after the first drop is flagged
     assert "Spawn point(s) 6 lie at or after the first learning-rate drop" in \
-        verdicts.consistency_verdict(consistency_results({0: 0.1, 6: 0.6}, 1e-4, epochs=12,
-                                                         drops=(6, 9)))
+        consistency.consistency_verdict(consistency_results({0: 0.1, 6: 0.6}, 1e-4, epochs=12,
+                                                            drops=(6, 9)))
 
 
 def test_claim_1_over_several_inits_reads_their_interval():
@@ -112,7 +113,7 @@ def test_claim_1_over_several_inits_reads_their_interval():
     assert at0["kappa_std_over_inits"] == pytest.approx(0.01)
     half = 4.302653 * 0.01 / 3**0.5  # t(2 df) x stderr over 3 inits
     assert (at0["kappa_ci_low"], at0["kappa_ci_high"]) == pytest.approx((0.06 - half, 0.06 + half))
-    line = verdicts.consistency_verdict(res)
+    line = consistency.consistency_verdict(res)
     assert "(95% interval over 3 inits +0.035..+0.085)" in line
 
 
@@ -123,9 +124,9 @@ def test_an_older_results_file_is_read_by_iou_with_its_imprint_computed():
                     "init"):
             r.pop(key)
     res["dataset"]["train"] = 60_000
-    line = verdicts.consistency_verdict(res)
+    line = consistency.consistency_verdict(res)
     assert "sibling IoU 0.350" in line and "keeps 0.82 of each weight's initial value" in line
-    assert verdicts.imprint_of(res)["retained"] == pytest.approx(0.8204, abs=1e-4)
+    assert consistency.imprint_of(res)["retained"] == pytest.approx(0.8204, abs=1e-4)
 
 
 def test_the_imprint_sweep_summarizes_t0_rows_and_draws_them(tmp_path):
@@ -169,7 +170,7 @@ def test_the_reading_wing_imports_no_training_code(tmp_path):
     shutil.copy(os.path.join(here, "docs", "quick_fashion_mnist", "results.json"), tmp_path)
     engine = ("train", "siblings", "stages", "pipeline", "experiment", "retraining", "checkpoint",
               "models", "execution", "member_conv", "data", "datasets", "sharding", "imp",
-              "connectivity", "estimate", "results")
+              "connectivity", "consistency", "estimate", "results")
     code = ("import sys; from jaxlottery import quote, report\n"
             f"assert report.main([{str(tmp_path)!r}]) == 0\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('orbax', 'flax', 'optax') or "

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from jaxlottery import statistics, verdicts
+from jaxlottery import reading, statistics
 
 
 @pytest.mark.parametrize("noise,verdict", [(0.1, "effect"), (0.5, "inconclusive")])
@@ -38,7 +38,7 @@ def test_imp_and_connectivity_readings_carry_intervals():
            "imp": [{"chain": c, "level": 1, "target_density": 0.8, "spawn_epoch": 1,
                     "test_accuracy_mean": a, "test_accuracy_std": s, "runs": n}
                    for c, a, s, n in (("imp", 0.80, None, 1), ("union", 0.83, 0.01, 2))]}
-    (d,) = verdicts.imp_deltas(res)
+    (d,) = reading.iterative.imp_deltas(res)
     assert d["delta_points"] == pytest.approx(3.0)
     assert d["stderr_points"] == pytest.approx(math.sqrt(1.0**2 / 2 + 0.2**2))
     assert d["df"] == 1 and d["verdict"] == "inconclusive"  # t(1) = 12.7
@@ -47,6 +47,6 @@ def test_imp_and_connectivity_readings_carry_intervals():
             for i, b in enumerate((0.005, 0.006, 0.004))]
     res = {"connectivity": rows, "consistency": [{"spawn_epoch": 0, "density": 0.1,
                                                   "iou_mean": 0.3, "layer_matched_chance_iou": 0.1}]}
-    (row,) = verdicts.connectivity_table(res)
+    (row,) = reading.connectivity.connectivity_table(res)
     assert row["reading"] == "stable" and row["ci_high"] < 2.0 and row["pairs"] == 3
     assert row["barrier_std"] == pytest.approx(0.1)
