@@ -24,8 +24,8 @@ import jax
 import numpy as np
 
 import jaxlottery
-from jaxlottery import (checkpoint, estimate, files, hardware, imp, masks, models, paths,
-                        provenance, sharding, siblings, stages)
+from jaxlottery import (checkpoint, estimate, files, hardware, imp, models, paths, provenance,
+                        sharding, siblings, stages)
 from jaxlottery import data as data_lib
 from jaxlottery import train as train_lib
 from jaxlottery.config import NOT_HASHED, Config, ConfigError

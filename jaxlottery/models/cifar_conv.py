@@ -10,16 +10,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxlottery.models.layers import CONVOLUTIONS
+from jaxlottery.models.layers import CONVOLUTIONS, Network
 from jaxlottery.models.registry import Family, register
 
 
-class ConvN(nn.Module):
+class ConvN(Network):
     depth: int = 4
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    conv: str = "lax"
-    bn_momentum: float = 0.9  # no BatchNorm: nothing to recompute
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -40,7 +36,7 @@ class ConvN(nn.Module):
 def conv_n(depth: int, num_classes: int = 10, dtype: Any = jnp.float32, conv: str = "lax") -> ConvN:
     if depth not in (2, 4, 6):
         raise ValueError(f"the lottery-ticket paper's Conv-N has 2, 4 or 6 convolutions, got {depth}")
-    return ConvN(depth, num_classes, dtype, conv)
+    return ConvN(depth=depth, num_classes=num_classes, dtype=dtype, conv=conv)
 
 
 register(Family("cifar_conv", "cifar_conv_<2|4|6>", r"(?P<depth>\d+)", conv_n,

@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxlottery.models.layers import SAME, batch_norm, convolution, head
+from jaxlottery.models.layers import SAME, Network, batch_norm, convolution, head
 from jaxlottery.models.registry import Family, register
 
 
@@ -37,15 +37,11 @@ class Block(nn.Module):
         return nn.relu(y + x)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Network):
     """OpenLTH's CIFAR ResNet: depth = 6n + 2 (8, 14, 20, 32, 56, ...), base width w."""
 
     depth: int = 20
     width: int = 16
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    conv: str = "lax"
-    bn_momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxlottery.models.layers import SAME, batch_norm, convolution, head
+from jaxlottery.models.layers import SAME, Network, batch_norm, convolution, head
 from jaxlottery.models.registry import Family, register
 
 # Channels of each stage's convolutions at width 64; a max pool follows every stage but the last.
@@ -24,13 +24,9 @@ PLANS = {11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
          19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)}
 
 
-class CifarVGG(nn.Module):
+class CifarVGG(Network):
     depth: int = 16
     width: int = 64
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    conv: str = "lax"
-    bn_momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -69,3 +69,14 @@ def head(module: nn.Module, x: jax.Array) -> jax.Array:
 
 
 SAME = ((1, 1), (1, 1))  # the padding of every 3 x 3 convolution
+
+
+class Network(nn.Module):
+    """The fields every family's module has, which the registry and the engine set: the head's
+    classes, the compute dtype, the convolution kind and the BatchNorm momentum (connectivity
+    clones a network with 0 to recompute its statistics; a network without BN ignores it)."""
+
+    num_classes: int = 10
+    dtype: Any = jnp.float32
+    conv: str = "lax"
+    bn_momentum: float = 0.9

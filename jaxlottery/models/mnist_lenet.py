@@ -9,16 +9,14 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxlottery.models.layers import kaiming_normal, torch_bias
+from jaxlottery.models.layers import Network, kaiming_normal, torch_bias
 from jaxlottery.models.registry import Family, register
 
 
-class LeNet(nn.Module):
+class LeNet(Network):
+    """No convolutions (every sibling strategy computes the same) and no BatchNorm."""
+
     widths: tuple[int, ...] = (300, 100)
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    conv: str = "lax"  # no convolutions: every sibling strategy computes the same
-    bn_momentum: float = 0.9  # no BatchNorm: nothing to recompute
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -35,7 +33,7 @@ def lenet(widths: str, num_classes: int = 10, dtype: Any = jnp.float32,
     sizes = tuple(int(w) for w in widths.split("_"))
     if not all(w >= 1 for w in sizes):
         raise ValueError(f"a LeNet's widths must be positive integers, got {widths}")
-    return LeNet(sizes, num_classes, dtype, conv)
+    return LeNet(widths=sizes, num_classes=num_classes, dtype=dtype, conv=conv)
 
 
 register(Family("mnist_lenet", "mnist_lenet_<width>[_<width>...]", r"(?P<widths>\d+(?:_\d+)*)",

@@ -13,7 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxlottery.models.layers import SAME, batch_norm, convolution, head
+from jaxlottery.models.layers import SAME, Network, batch_norm, convolution, head
 from jaxlottery.models.registry import Family, register
 
 
@@ -35,13 +35,9 @@ class PreActBlock(nn.Module):
         return y + x
 
 
-class WideResNet(nn.Module):
+class WideResNet(Network):
     depth: int = 16
     k: int = 8
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    conv: str = "lax"
-    bn_momentum: float = 0.9
 
     @nn.compact
     def __call__(self, x, train: bool = False):
