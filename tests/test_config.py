@@ -111,10 +111,11 @@ def test_models_by_name_keep_the_ids_of_the_depth_and_width_they_replaced():
                                                         Config(model="cifar_vgg_16_64").run_id())
 
 
-def test_records_written_with_depth_and_width_load_as_named_models_with_their_ids():
-    """Every committed run's results.json predates model names: it reads back as the named
-    model with the id the commit before names (f2f3619) gave it: the id it was written under,
-    except the run made before issue 23's new defaults, which that issue re-addressed."""
+def test_committed_records_load_as_named_models_with_their_ids():
+    """Every committed run's results.json reads back with its id. Those written before model
+    names (with `model_depth`/`model_width`) read back as the named ResNet, with the id the
+    commit before names (f2f3619) gave them: the id they were written under, except the run
+    made before issue 23's new defaults, which that issue re-addressed."""
     import glob
     import json
 
@@ -123,15 +124,20 @@ def test_records_written_with_depth_and_width_load_as_named_models_with_their_id
                    "e45bed7bd8bd"}
     found = glob.glob(os.path.join(docs, "**", "results.json"), recursive=True)
     assert len(found) >= 5 and set(readdressed) <= set(found)
+    legacy = 0
     for path in found:
         with open(path) as f:
             record = json.load(f)
-        assert "model_depth" in record["config"], path
         back = Config.from_dict(record["config"])
-        assert back.model == "cifar_resnet_{model_depth}{suffix}".format(
-            suffix="" if record["config"]["model_width"] == 16 else
-            f"_{record['config']['model_width']}", **record["config"]), path
+        if "model_depth" in record["config"]:
+            legacy += 1
+            assert back.model == "cifar_resnet_{model_depth}{suffix}".format(
+                suffix="" if record["config"]["model_width"] == 16 else
+                f"_{record['config']['model_width']}", **record["config"]), path
+        else:
+            assert back.model == record["config"]["model"] == record["model"]["name"], path
         assert back.run_id() == readdressed.get(path, record["run_id"]), path
+    assert legacy >= 5
     assert Config.from_dict({"model_depth": 8}).model == "cifar_resnet_8"
     with pytest.raises(ConfigError, match="names its model twice"):
         Config.from_dict({"model": "cifar_vgg_16", "model_width": 8})
