@@ -347,7 +347,9 @@ INTRODUCED_AS = {"mask_replicates": 1, "positive_control": False}
 
 def _resnet_arguments(model: Any) -> tuple[int, int] | None:
     """(depth, width) of a `cifar_resnet_<depth>[_<width>]` name, else None."""
-    found = re.fullmatch(r"cifar_resnet_(\d+)(?:_(\d+))?", model) if isinstance(model, str) else None
+    if not isinstance(model, str):
+        return None
+    found = re.fullmatch(r"cifar_resnet_(\d+)(?:_(\d+))?", model)
     return (int(found[1]), int(found[2] or 16)) if found else None
 
 

@@ -33,9 +33,12 @@ class ConvN(Network):
                         name="dense")(x).astype(jnp.float32)
 
 
-def conv_n(depth: int, num_classes: int = 10, dtype: Any = jnp.float32, conv: str = "lax") -> ConvN:
+def conv_n(depth: int, num_classes: int = 10, dtype: Any = jnp.float32,
+           conv: str = "lax") -> ConvN:
+    """The module of `cifar_conv_<depth>` (validated eagerly)."""
     if depth not in (2, 4, 6):
-        raise ValueError(f"the lottery-ticket paper's Conv-N has 2, 4 or 6 convolutions, got {depth}")
+        raise ValueError(f"the lottery-ticket paper's Conv-N has 2, 4 or 6 convolutions, "
+                         f"got {depth}")
     return ConvN(depth=depth, num_classes=num_classes, dtype=dtype, conv=conv)
 
 

@@ -50,7 +50,8 @@ class CifarResNet(Network):
         for stage in range(3):
             for block in range((self.depth - 2) // 6):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = Block(self.width * 2**stage, stride, self.dtype, self.conv, self.bn_momentum,
+                x = Block(self.width * 2**stage, stride, self.dtype, self.conv,
+                          self.bn_momentum,
                           name=f"stage{stage + 1}_block{block}")(x, train)
         return head(self, x)
 

@@ -31,7 +31,8 @@ def uniform_01(key, shape, dtype=jnp.float32):
 
 
 def torch_bias(fan_in: int):
-    """PyTorch's default bias init of nn.Linear and nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """PyTorch's default bias init of nn.Linear and nn.Conv2d: U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))."""
     bound = 1.0 / fan_in**0.5
 
     def init(key, shape, dtype=jnp.float32):

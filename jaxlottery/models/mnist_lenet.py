@@ -30,6 +30,7 @@ class LeNet(Network):
 
 def lenet(widths: str, num_classes: int = 10, dtype: Any = jnp.float32,
           conv: str = "lax") -> LeNet:
+    """The module of `mnist_lenet_<widths>` (validated eagerly)."""
     sizes = tuple(int(w) for w in widths.split("_"))
     if not all(w >= 1 for w in sizes):
         raise ValueError(f"a LeNet's widths must be positive integers, got {widths}")

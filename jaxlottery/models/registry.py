@@ -25,10 +25,11 @@ class Family:
     """A family of networks named `<prefix>_<arguments>`.
 
     `pattern` matches the arguments (named groups: digits become ints, an unmatched optional
-    group takes `defaults`' value); `module(num_classes=, dtype=, conv=, **arguments)` builds the Flax
-    module and raises ValueError for arguments that name no member; `describe(**arguments)` is
-    what logs and reports call the network; `prunable` is the rule every mask of the study is
-    made with (`jaxlottery.masks`' rule form); `toy` names a small member for contract tests."""
+    group takes `defaults`' value); `module(num_classes=, dtype=, conv=, **arguments)` builds
+    the Flax module (a `layers.Network`) and raises ValueError for arguments that name no
+    member; `describe(**arguments)` is what logs and reports call the network; `prunable` is
+    the rule every mask of the study is made with (`jaxlottery.masks`' rule form); `toy` names
+    a small member for contract tests."""
 
     prefix: str
     syntax: str

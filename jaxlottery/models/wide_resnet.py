@@ -45,7 +45,8 @@ class WideResNet(Network):
         for stage in range(3):
             for block in range((self.depth - 4) // 6):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = PreActBlock(16 * self.k * 2**stage, stride, self.dtype, self.conv, self.bn_momentum,
+                x = PreActBlock(16 * self.k * 2**stage, stride, self.dtype, self.conv,
+                                self.bn_momentum,
                                 name=f"stage{stage + 1}_block{block}")(x, train)
         x = nn.relu(batch_norm(self, train, "final_bn")(x))
         return head(self, x)
