@@ -52,10 +52,10 @@ class Config:
     test_subset: int | None = option(None, "evaluate on a seeded random subset of this many "
                                      "test images")
     # Model
-    model: str = option("cifar_resnet_20", "the network, by name (jaxlottery.models): "
-                        "cifar_resnet_<depth>[_<width>] (the paper's ResNet-20 is cifar_resnet_20; "
-                        "width 16 unless given), cifar_vgg_<11|13|16|19>[_<width>], "
-                        "wrn_<depth>_<k>")
+    model: str = option("cifar_resnet_20", "the network, by name in jaxlottery.models: "
+                        "cifar_resnet_20 is the paper's ResNet-20; others such as "
+                        "cifar_resnet_8_4 (depth 8, width 4), cifar_vgg_16, wrn_16_8, "
+                        "mnist_lenet_300_100 (an unknown name lists every family)")
     compute_dtype: str = option("float32", "dtype of the networks' arithmetic: float32, or "
                                 "bfloat16 (opt-in: weights, BN statistics, loss and everything "
                                 "stored stay float32; its measured effect is in the README)")

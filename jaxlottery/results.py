@@ -41,6 +41,7 @@ def assemble(ctx: Context, out: dict) -> dict:
     extra = set(cfg.random_baseline_methods())
     images = sum(ctx.images.values())
     seconds = sum(ctx.timing.values())
+    network = models.get(cfg.model)
     results = {
         "config": cfg.to_dict(),
         "run_id": cfg.run_id(),
@@ -49,8 +50,8 @@ def assemble(ctx: Context, out: dict) -> dict:
                     "test": int(ctx.dataset.x_test.shape[0]),
                     "image_shape": list(ctx.dataset.image_shape),
                     "num_classes": ctx.dataset.num_classes},
-        "model": {"name": cfg.model, "description": models.get(cfg.model).description,
-                  "prunable_weights": models.get(cfg.model).prunable_weights(
+        "model": {"name": cfg.model, "description": network.description,
+                  "prunable_weights": network.prunable_weights(
                       ctx.dataset.num_classes, tuple(ctx.dataset.image_shape))},
         "imprint": imprint(cfg, int(ctx.dataset.x_train.shape[0])),
         "dense": dense,

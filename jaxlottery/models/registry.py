@@ -146,4 +146,4 @@ def apply(variables: dict[str, Any], images: jax.Array, *, name: str = "cifar_re
     if not train:
         return model.apply(variables, images, train=False)
     logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
-    return logits, updates["batch_stats"]
+    return logits, updates.get("batch_stats", {})  # a network without BatchNorm has none
